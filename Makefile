@@ -1,0 +1,132 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# tunnelgate: `make` builds build/tunnelgated and build/tunnelctl, `make test` runs every
+# test, `make run` starts the daemon on tunnelgate.conf.example. Each installs missing
+# Debian packages first.
+
+OUT      := build
+CLANG    ?= clang
+CC       ?= gcc
+BPFTOOL  ?= bpftool
+LLHTTP   := /usr/share/llhttp
+LLHTTP_H := /usr/share/include/llhttp
+ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP
+INCLUDES := -I$(OUT) -Iinclude -Iuser -I$(LLHTTP_H)
+LDLIBS   := -lbpf -lelf -lz -linih
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
+
+# Debian packages: to build, and what the tests run against.
+BUILD_PKGS := clang llvm gcc make pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev \
+	      libcmocka-dev libinih-dev node-llhttp
+TEST_PKGS  := curl openssl tinyproxy squid nginx-light haproxy socat python3 iproute2 procps
+
+ifeq ($(V),1)
+Q =
+msg =
+else
+Q = @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+.DELETE_ON_ERROR:
+.PHONY: all deps test-deps run test unit integration clean
+
+MODULES  := log config rules pool http relay gateway control
+DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
+	       $(OUT)/llhttp/api.o $(OUT)/llhttp/http.o $(OUT)/llhttp/llhttp.o
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))
+
+all: deps $(OUT)/tunnelgated $(OUT)/tunnelctl
+
+# Install what is missing, once per package set; apt lists are empty on a fresh machine.
+define install_missing
+	@missing=""; for p in $(1); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "  APT      installing:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "missing packages:$$missing (run make as root to install them)" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+			|| { echo "apt-get install$$missing failed: check the package mirror and retry" >&2; exit 1; }; \
+	fi
+endef
+
+deps:
+	$(call install_missing,$(BUILD_PKGS))
+
+test-deps: deps
+	$(call install_missing,$(TEST_PKGS))
+
+$(OUT) $(OUT)/llhttp $(OUT)/tests $(OUT)/san:
+	$(Q)mkdir -p $@
+
+$(OUT)/vmlinux.h: | $(OUT)
+	$(call msg,GEN,$@)
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@
+
+$(OUT)/%.bpf.o: bpf/%.bpf.c include/%_shared.h $(OUT)/vmlinux.h | $(OUT)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
+		-I$(OUT) -Iinclude -c $< -o $@.tmp.o
+	$(Q)$(BPFTOOL) gen object $@ $@.tmp.o && rm -f $@.tmp.o
+
+$(OUT)/%.skel.h: $(OUT)/%.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $* > $@
+
+$(OUT)/relay.o: $(OUT)/relay.skel.h
+
+$(OUT)/%.o: user/%.c | $(OUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(INCLUDES) -c $< -o $@
+
+# llhttp's generated C, compiled in; its own warnings are not ours to fix.
+$(OUT)/llhttp/%.o: $(LLHTTP)/%.c | $(OUT)/llhttp
+	$(call msg,CC,$@)
+	$(Q)$(CC) -O2 -g -I$(LLHTTP_H) -c $< -o $@
+
+$(OUT)/tunnelgated: $(DAEMON_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(OUT)/tunnelctl: $(OUT)/tunnelctl.o
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@
+
+# Unit tests: each module rebuilt with ASan/UBSan, linked with cmocka.
+$(OUT)/san/%.o: user/%.c | $(OUT)/san
+	$(call msg,CC-SAN,$@)
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) $(INCLUDES) -c $< -o $@
+
+$(OUT)/san/llhttp-%.o: $(LLHTTP)/%.c | $(OUT)/san
+	$(Q)$(CC) $(SANFLAGS) -I$(LLHTTP_H) -c $< -o $@
+
+SAN_LLHTTP := $(OUT)/san/llhttp-api.o $(OUT)/san/llhttp-http.o $(OUT)/san/llhttp-llhttp.o
+$(OUT)/tests/test_config: $(OUT)/san/config.o $(OUT)/san/rules.o $(OUT)/san/log.o
+$(OUT)/tests/test_rules: $(OUT)/san/config.o $(OUT)/san/rules.o $(OUT)/san/log.o
+$(OUT)/tests/test_pool: $(OUT)/san/pool.o $(OUT)/san/config.o $(OUT)/san/rules.o $(OUT)/san/log.o
+$(OUT)/tests/test_http: $(OUT)/san/http.o $(OUT)/san/log.o $(SAN_LLHTTP)
+
+$(OUT)/tests/%: tests/unit/%.c | $(OUT)/tests
+	$(call msg,TEST-CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) $(INCLUDES) $< $(filter %.o,$^) -lcmocka -linih -o $@
+
+unit: deps $(UNIT_TESTS)
+	$(Q)fail=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+
+integration: test-deps all
+	$(Q)python3 tests/integration/run.py
+
+test: test-deps all
+	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)python3 tests/integration/run.py
+
+run: all
+	$(Q)./$(OUT)/tunnelgated -c tunnelgate.conf.example
+
+clean:
+	$(Q)rm -rf $(OUT)
+
+-include $(wildcard $(OUT)/*.d $(OUT)/san/*.d)

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Types shared by bpf/relay.bpf.c and the daemon: the tunnel relay maps. */
+#ifndef TUNNELGATE_RELAY_SHARED_H
+#define TUNNELGATE_RELAY_SHARED_H
+
+#include <linux/types.h>
+
+/* Upper bound on open tunnels; each uses two sockhash entries. */
+#ifndef TG_MAX_TUNNELS
+#define TG_MAX_TUNNELS 65536
+#endif
+
+/* Direction of a relayed byte, from the point of view of the client. */
+enum tg_dir {
+	TG_DIR_UP = 0,   /* client -> upstream */
+	TG_DIR_DOWN = 1, /* upstream -> client */
+};
+
+/*
+ * One open tunnel (value of the `tunnels` map, keyed by tunnel id).
+ * Addresses are IPv6 or IPv4-mapped IPv6, ports in network order.
+ * bytes_* and last_ns are written by the verdict program only; the rest by the daemon.
+ */
+struct tg_tunnel {
+	__u64 id;
+	__u64 bytes_up;   /* client -> upstream bytes relayed in the kernel */
+	__u64 bytes_down; /* upstream -> client bytes relayed in the kernel */
+	__u64 last_ns;    /* CLOCK_MONOTONIC time of the last relayed byte */
+	__u64 start_ns;   /* CLOCK_MONOTONIC time the tunnel was handed to the kernel */
+	__u8 client_addr[16];
+	__u8 upstream_addr[16];
+	__be16 client_port;
+	__be16 upstream_port;
+	__u32 pad;
+};
+
+/* One relay socket (value of the `ends` map, keyed by socket cookie). */
+struct tg_end {
+	__u64 peer_cookie; /* where bytes read from this socket go */
+	__u64 tunnel_id;
+	__u32 dir;         /* enum tg_dir of bytes read from this socket */
+	__u32 pad;
+};
+
+#endif

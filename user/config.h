@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * tunnelgated configuration: the INI file of DESIGN.md loaded into plain structs.
+ * A loaded config is immutable; SIGHUP loads a new one and swaps it in.
+ */
+#ifndef TUNNELGATE_CONFIG_H
+#define TUNNELGATE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#define CFG_MAX_LISTEN 16
+#define CFG_NAME_MAX 64
+
+enum relay_mode { RELAY_AUTO, RELAY_SOCKMAP, RELAY_SPLICE };
+enum balance { BAL_ROUNDROBIN, BAL_LEASTCONN, BAL_SOURCE, BAL_TARGET };
+enum rule_action { ACT_REJECT, ACT_POOL, ACT_TUNNEL };
+
+struct sockaddr_any {
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+		struct sockaddr_storage ss;
+	};
+	socklen_t len;
+};
+
+/* An upstream proxy server of a pool. */
+struct server {
+	struct sockaddr_any addr;
+	char name[CFG_NAME_MAX]; /* "ip:port" or "[ip6]:port", for logs and the CLI */
+	unsigned weight;         /* 1..1000, default 1 */
+	/* Balancer state, owned by pool.c (mutable even in a loaded config). */
+	unsigned active;         /* open connections through this server */
+	int cur_weight;          /* smooth weighted round robin */
+	uint64_t picks, failures;
+};
+
+struct pool {
+	char name[CFG_NAME_MAX];
+	bool direct;             /* the gateway dials the CONNECT target itself */
+	enum balance balance;
+	struct server *servers;
+	unsigned nservers;
+};
+
+/* An IPv4 or IPv6 prefix; IPv4 is stored as IPv4-mapped IPv6 (::ffff:a.b.c.d, len + 96). */
+struct cidr {
+	uint8_t addr[16];
+	uint8_t len;             /* prefix length in bits, 0..128 */
+};
+
+struct rule {
+	char name[CFG_NAME_MAX];
+	int line;                /* line of the [rule NAME] header, for messages */
+	/* Conditions; all present ones must match. NULL/0 means absent. */
+	char *host;              /* lowercase, no port */
+	char *path_prefix;       /* normalised */
+	char *method;            /* uppercase */
+	struct cidr *client_in;
+	unsigned nclient_in;
+	struct cidr *client_not_in;
+	unsigned nclient_not_in;
+	/* Action. */
+	enum rule_action action;
+	int pool;                /* index into config.pools for ACT_POOL */
+};
+
+struct config {
+	char *path;
+	struct sockaddr_any listen[CFG_MAX_LISTEN];
+	unsigned nlisten;
+	enum relay_mode relay;
+	char control[108];       /* unix socket path (sun_path size) */
+	char bpf_pin_dir[256];
+	bool connect_ports_any;
+	uint8_t connect_ports[65536 / 8]; /* bit set per allowed port */
+	unsigned header_timeout_ms;
+	unsigned connect_timeout_ms;
+	unsigned idle_timeout_ms; /* 0 = no limit */
+	unsigned drain_timeout_ms;
+	unsigned max_header_bytes;
+	char access_log[256];    /* path, or "-" for stderr */
+	struct pool *pools;
+	unsigned npools;
+	struct rule *rules;      /* in file order */
+	unsigned nrules;
+	int default_pool;        /* index into pools, from [route] default */
+	unsigned refs;           /* owned by the daemon: connections still using this config */
+};
+
+/*
+ * Load and validate @path into @cfg (zeroed by the caller or not: it is overwritten).
+ * Returns 0, or -errno with a one-line reason in @err ("FILE:LINE: what is wrong").
+ * Defaults (DESIGN.md): relay auto, control /run/tunnelgate/control.sock,
+ * bpf_pin_dir /sys/fs/bpf/tunnelgate, connect_ports 443, header_timeout_ms 10000,
+ * connect_timeout_ms 5000, idle_timeout_ms 0, drain_timeout_ms 30000,
+ * max_header_bytes 16384, access_log "-". At least one listen and one pool are
+ * required; [route] default names an existing pool (if absent and there is exactly
+ * one pool, that pool is the default).
+ */
+int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
+
+/* Free everything config_load() allocated. Safe on a zeroed or failed config. */
+void config_free(struct config *cfg);
+
+/* True if CONNECT to @port is allowed by connect_ports. */
+bool config_port_allowed(const struct config *cfg, unsigned port);
+
+/*
+ * Parse "host:port" / "[v6]:port" into @out, resolving host names with getaddrinfo.
+ * Returns 0 or -EINVAL / -ENOENT.
+ */
+int parse_hostport(const char *s, struct sockaddr_any *out);
+
+/* Format @a as "ip:port" or "[ip6]:port" into @buf; returns @buf. */
+char *sockaddr_fmt(const struct sockaddr_any *a, char *buf, size_t len);
+
+#endif
