@@ -3,7 +3,10 @@
 #ifndef TUNNELGATE_RELAY_SHARED_H
 #define TUNNELGATE_RELAY_SHARED_H
 
+/* BPF programs get the __u64 family from vmlinux.h. */
+#ifndef __VMLINUX_H__
 #include <linux/types.h>
+#endif
 
 /* Upper bound on open tunnels; each uses two sockhash entries. */
 #ifndef TG_MAX_TUNNELS

@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The control socket tunnelctl talks to. One request line per connection:
+ *   list | stats | pools | kill ID
+ * The answer is tab-separated lines, then the daemon closes; tunnelctl formats them.
+ * `list` rows: id client upstream target relay bytes_up bytes_down age_ms idle_ms
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "gateway.h"
+#include "log.h"
+
+#define CTL_MAX_REQUEST 256
+
+struct ctl_client {
+	struct handle h;
+	char req[CTL_MAX_REQUEST];
+	size_t rlen;
+	struct obuf out;
+};
+
+static int mkdir_parent(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		mkdir(dir, 0755);
+		*p = '/';
+	}
+	if (mkdir(dir, 0755) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int control_open(struct gateway *gw, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, err;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		pr_warn("control socket path %s is too long (at most %zu bytes)", path,
+			sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	err = mkdir_parent(path);
+	if (err) {
+		pr_warn("cannot create the directory of control socket %s: %s", path,
+			strerror(-err));
+		return err;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* A socket file left by a daemon that died would make bind fail. */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		pr_warn("control socket %s is in use by another tunnelgated: stop it or set another control path",
+			path);
+		close(fd);
+		return -EADDRINUSE;
+	}
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64)) {
+		err = -errno;
+		pr_warn("cannot listen on control socket %s: %s", path, strerror(errno));
+		close(fd);
+		return err;
+	}
+	chmod(path, 0600);
+	gw->ctl = (struct handle){ .kind = H_CONTROL, .fd = fd, .owner = gw };
+	snprintf(gw->ctl_path, sizeof(gw->ctl_path), "%s", path);
+	return gw_set_events(gw, &gw->ctl, EPOLLIN);
+}
+
+void control_close(struct gateway *gw)
+{
+	if (gw->ctl.fd < 0)
+		return;
+	gw_forget(gw, &gw->ctl);
+	unlink(gw->ctl_path);
+}
+
+static void out(struct ctl_client *cc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out(struct ctl_client *cc, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(line) - 1)
+		n = sizeof(line) - 1;
+	if (n > 0)
+		obuf_put(&cc->out, line, n);
+}
+
+static void cmd_list(struct gateway *gw, struct ctl_client *cc)
+{
+	uint64_t now = now_ms();
+
+	for (struct conn *c = gw->conns; c; c = c->next) {
+		uint64_t up, down, idle;
+
+		if (c->state != CS_TUNNEL)
+			continue;
+		tunnel_counters(c, &up, &down, &idle);
+		out(cc, "%" PRIu64 "\t%s\t%s\t%s\t%s\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\n",
+		    c->tunnel_id, c->cname, c->server ? c->uname : "direct", c->target,
+		    c->relay == RK_SOCKMAP ? "sockmap" : "splice", up, down,
+		    now - c->tunnel_start_ms, idle);
+	}
+}
+
+static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
+{
+	const struct gw_stats *s = &gw->stats;
+
+	out(cc, "relay\t%s\n", gw->default_relay == RK_SOCKMAP ? "sockmap" : "splice");
+	out(cc, "connections\t%u\n", gw->nconns);
+	out(cc, "tunnels_open\t%u\n", gw->ntunnels);
+	out(cc, "accepted\t%" PRIu64 "\n", s->accepted);
+	out(cc, "requests\t%" PRIu64 "\n", s->requests);
+	out(cc, "tunnels_total\t%" PRIu64 "\n", s->tunnels_total);
+	out(cc, "tunnels_sockmap\t%" PRIu64 "\n", s->tunnels_sockmap);
+	out(cc, "tunnels_splice\t%" PRIu64 "\n", s->tunnels_splice);
+	out(cc, "rejected\t%" PRIu64 "\n", s->rejected);
+	out(cc, "bad_requests\t%" PRIu64 "\n", s->bad_requests);
+	out(cc, "upstream_errors\t%" PRIu64 "\n", s->upstream_errors);
+	out(cc, "timeouts\t%" PRIu64 "\n", s->timeouts);
+	out(cc, "bytes_up_closed\t%" PRIu64 "\n", s->bytes_up);
+	out(cc, "bytes_down_closed\t%" PRIu64 "\n", s->bytes_down);
+}
+
+static void cmd_pools(struct gateway *gw, struct ctl_client *cc)
+{
+	static const char *const bal[] = { "roundrobin", "leastconn", "source", "target" };
+	const struct config *cfg = gw->cfg;
+
+	for (unsigned i = 0; i < cfg->npools; i++) {
+		const struct pool *p = &cfg->pools[i];
+
+		if (p->direct) {
+			out(cc, "%s\tdirect\t-\t-\t-\t-\t-\n", p->name);
+			continue;
+		}
+		for (unsigned j = 0; j < p->nservers; j++) {
+			const struct server *s = &p->servers[j];
+
+			out(cc, "%s\t%s\t%s\t%u\t%u\t%" PRIu64 "\t%" PRIu64 "\n", p->name, bal[p->balance],
+			    s->name, s->weight, s->active, s->picks, s->failures);
+		}
+	}
+}
+
+static void cmd_kill(struct gateway *gw, struct ctl_client *cc, const char *arg)
+{
+	char *end;
+	unsigned long long id = strtoull(arg, &end, 10);
+
+	if (!*arg || *end) {
+		out(cc, "error\tkill needs a tunnel id (see tunnelctl list)\n");
+		return;
+	}
+	for (struct conn *c = gw->conns; c; c = c->next) {
+		if (c->state == CS_TUNNEL && c->tunnel_id == id) {
+			conn_close(c, "killed by tunnelctl");
+			out(cc, "ok\n");
+			return;
+		}
+	}
+	out(cc, "error\tno open tunnel with id %llu\n", id);
+}
+
+static void ctl_client_close(struct gateway *gw, struct ctl_client *cc)
+{
+	gw_forget(gw, &cc->h);
+	free(cc->out.data);
+	free(cc);
+}
+
+static void ctl_request(struct gateway *gw, struct ctl_client *cc)
+{
+	char *nl = memchr(cc->req, '\n', cc->rlen);
+
+	*nl = '\0';
+	if (nl > cc->req && nl[-1] == '\r')
+		nl[-1] = '\0';
+	if (!strcmp(cc->req, "list"))
+		cmd_list(gw, cc);
+	else if (!strcmp(cc->req, "stats"))
+		cmd_stats(gw, cc);
+	else if (!strcmp(cc->req, "pools"))
+		cmd_pools(gw, cc);
+	else if (!strncmp(cc->req, "kill ", 5))
+		cmd_kill(gw, cc, cc->req + 5);
+	else
+		out(cc, "error\tunknown command '%s' (list, stats, pools, kill ID)\n", cc->req);
+	cc->rlen = 0;
+}
+
+void control_event(struct gateway *gw, struct handle *h, uint32_t events)
+{
+	struct ctl_client *cc;
+	ssize_t n;
+	int fd;
+
+	if (h->kind == H_CONTROL) {
+		while ((fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+			cc = calloc(1, sizeof(*cc));
+			if (!cc) {
+				close(fd);
+				return;
+			}
+			cc->h = (struct handle){ .kind = H_CTL_CLIENT, .fd = fd, .owner = cc };
+			gw_set_events(gw, &cc->h, EPOLLIN);
+		}
+		return;
+	}
+	cc = h->owner;
+	if (events & EPOLLIN && cc->out.len == 0) {
+		n = recv(h->fd, cc->req + cc->rlen, sizeof(cc->req) - cc->rlen, 0);
+		if (n <= 0) {
+			if (n == 0 || (errno != EAGAIN && errno != EINTR))
+				ctl_client_close(gw, cc);
+			return;
+		}
+		cc->rlen += n;
+		if (!memchr(cc->req, '\n', cc->rlen)) {
+			if (cc->rlen == sizeof(cc->req))
+				ctl_client_close(gw, cc);
+			return;
+		}
+		ctl_request(gw, cc);
+	}
+	n = obuf_flush(&cc->out, h->fd);
+	if (n == -EAGAIN) {
+		gw_set_events(gw, h, EPOLLOUT);
+		return;
+	}
+	ctl_client_close(gw, cc);
+}

@@ -1,0 +1,1258 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The event loop and everything a client connection goes through before its tunnel
+ * is relayed: request head, rules, upstream choice, dial, the upstream's answer.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+
+#include "gateway.h"
+#include "log.h"
+#include "pool.h"
+#include "rules.h"
+
+#define LISTEN_BACKLOG 4096
+#define OBUF_HIGH (256 * 1024) /* stop reading an error body while this much waits */
+#define MAX_EVENTS 256
+#define TIMER_TICK_MS 50
+
+static const char *const reason_phrase[][2] = {
+	{ "400", "Bad Request" },	      { "403", "Forbidden" },
+	{ "405", "Method Not Allowed" },      { "408", "Request Timeout" },
+	{ "414", "URI Too Long" },	      { "431", "Request Header Fields Too Large" },
+	{ "500", "Internal Server Error" },   { "501", "Not Implemented" },
+	{ "502", "Bad Gateway" },	      { "503", "Service Unavailable" },
+	{ "504", "Gateway Timeout" },	      { "505", "HTTP Version Not Supported" },
+};
+
+uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int gw_set_events(struct gateway *gw, struct handle *h, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = h };
+
+	if (h->fd < 0)
+		return 0;
+	if (h->in_epoll && h->events == events)
+		return 0;
+	if (epoll_ctl(gw->epfd, h->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, h->fd, &ev)) {
+		pr_warn("epoll_ctl on fd %d failed: %s", h->fd, strerror(errno));
+		return -errno;
+	}
+	h->in_epoll = true;
+	h->events = events;
+	return 0;
+}
+
+void gw_forget(struct gateway *gw, struct handle *h)
+{
+	if (h->fd < 0)
+		return;
+	if (h->in_epoll)
+		epoll_ctl(gw->epfd, EPOLL_CTL_DEL, h->fd, NULL);
+	close(h->fd);
+	h->fd = -1;
+	h->in_epoll = false;
+	h->events = 0;
+}
+
+int obuf_put(struct obuf *b, const void *p, size_t n)
+{
+	if (b->off && b->off == b->len)
+		b->off = b->len = 0;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		char *d;
+
+		if (b->off) {
+			memmove(b->data, b->data + b->off, b->len - b->off);
+			b->len -= b->off;
+			b->off = 0;
+		}
+		while (cap < b->len + n)
+			cap *= 2;
+		if (cap != b->cap) {
+			d = realloc(b->data, cap);
+			if (!d)
+				return -ENOMEM;
+			b->data = d;
+			b->cap = cap;
+		}
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+static size_t obuf_pending(const struct obuf *b)
+{
+	return b->len - b->off;
+}
+
+static void obuf_free(struct obuf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+int obuf_flush(struct obuf *b, int fd)
+{
+	while (b->off < b->len) {
+		ssize_t n = send(fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? -EAGAIN : -errno;
+		}
+		b->off += n;
+	}
+	b->off = b->len = 0;
+	return 0;
+}
+
+static const char *status_reason(int status)
+{
+	char code[8];
+
+	snprintf(code, sizeof(code), "%d", status);
+	for (size_t i = 0; i < sizeof(reason_phrase) / sizeof(reason_phrase[0]); i++)
+		if (!strcmp(reason_phrase[i][0], code))
+			return reason_phrase[i][1];
+	return "Error";
+}
+
+static void config_put(struct config *cfg)
+{
+	if (cfg && --cfg->refs == 0) {
+		config_free(cfg);
+		free(cfg);
+	}
+}
+
+void conn_log(struct conn *c, const char *what)
+{
+	FILE *f = c->gw->access_log;
+	uint64_t up = c->bytes_up, down = c->bytes_down, idle;
+
+	if (!f)
+		return;
+	if (c->state == CS_TUNNEL)
+		tunnel_counters(c, &up, &down, &idle);
+	fprintf(f, "access client=%s target=%s upstream=%s status=%d relay=%s up=%llu down=%llu ms=%llu %s\n",
+		c->cname, c->target[0] ? c->target : "-",
+		c->uname[0] ? c->uname : "-", c->status,
+		c->relay == RK_SOCKMAP ? "sockmap" : c->relay == RK_SPLICE ? "splice" : "-",
+		(unsigned long long)up, (unsigned long long)down,
+		(unsigned long long)(now_ms() - c->start_ms), what);
+	fflush(f);
+}
+
+static void upstream_close(struct conn *c)
+{
+	gw_forget(c->gw, &c->uh);
+	if (c->server) {
+		pool_release(c->server);
+		c->server = NULL;
+	}
+}
+
+void conn_close(struct conn *c, const char *why)
+{
+	struct gateway *gw = c->gw;
+
+	if (!c->cfg)
+		return; /* already closed */
+	if (why)
+		pr_debug("%s: closing: %s", c->cname, why);
+	if (c->state == CS_TUNNEL)
+		tunnel_teardown(c);
+	upstream_close(c);
+	gw_forget(gw, &c->ch);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		gw->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	gw->nconns--;
+	free(c->cbuf);
+	free(c->ubuf);
+	obuf_free(&c->to_client);
+	obuf_free(&c->to_up);
+	config_put(c->cfg);
+	c->cfg = NULL;
+	/* Later events of this batch may still point at c. */
+	c->next = gw->graveyard;
+	gw->graveyard = c;
+}
+
+static void bury(struct gateway *gw)
+{
+	struct conn *c;
+
+	while ((c = gw->graveyard)) {
+		gw->graveyard = c->next;
+		free(c);
+	}
+}
+
+/* Client side events for the current state. */
+static void conn_update(struct conn *c)
+{
+	struct gateway *gw = c->gw;
+	uint32_t ce = 0, ue = 0;
+
+	switch (c->state) {
+	case CS_REQ_HEAD:
+		ce = EPOLLIN;
+		break;
+	case CS_DIAL:
+		ue = EPOLLOUT;
+		break;
+	case CS_RESP_HEAD:
+		ue = obuf_pending(&c->to_up) ? EPOLLOUT : EPOLLIN;
+		break;
+	case CS_RESP_BODY:
+		ce = obuf_pending(&c->to_client) ? EPOLLOUT : 0;
+		ue = obuf_pending(&c->to_client) < OBUF_HIGH ? EPOLLIN : 0;
+		break;
+	case CS_REPLY:
+		ce = EPOLLOUT;
+		break;
+	case CS_HANDOFF:
+		ce = obuf_pending(&c->to_client) ? EPOLLOUT : 0;
+		ue = obuf_pending(&c->to_up) ? EPOLLOUT : 0;
+		break;
+	case CS_TUNNEL:
+		return; /* tunnel.c owns the events */
+	}
+	gw_set_events(gw, &c->ch, ce);
+	if (c->uh.fd >= 0)
+		gw_set_events(gw, &c->uh, ue);
+}
+
+static void reply_done(struct conn *c);
+
+/* Answer the client with a gateway-made response, then go on or close. */
+static void reply(struct conn *c, int status, bool keep, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void reply(struct conn *c, int status, bool keep, const char *fmt, ...)
+{
+	char body[512], head[256];
+	va_list ap;
+	int blen, hlen;
+
+	va_start(ap, fmt);
+	blen = vsnprintf(body, sizeof(body) - 1, fmt, ap);
+	va_end(ap);
+	if (blen < 0)
+		blen = 0;
+	if (blen > (int)sizeof(body) - 2)
+		blen = sizeof(body) - 2;
+	body[blen++] = '\n';
+	keep = keep && c->req_len > 0 && c->req.keep_alive && c->clen == (size_t)c->req_len;
+	hlen = snprintf(head, sizeof(head),
+			"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n",
+			status, status_reason(status), blen, keep ? "" : "Connection: close\r\n");
+	c->status = status;
+	pr_debug("%s: %d %.*s", c->cname, status, blen - 1, body);
+	upstream_close(c);
+	if (obuf_put(&c->to_client, head, hlen) || obuf_put(&c->to_client, body, blen)) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	c->close_after_reply = !keep;
+	c->state = CS_REPLY;
+	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
+	conn_log(c, "reply");
+	if (obuf_flush(&c->to_client, c->ch.fd) == 0) {
+		reply_done(c);
+		return;
+	}
+	conn_update(c);
+}
+
+static void parse_request(struct conn *c);
+
+/* The reply is out: next request on this connection, or close. */
+static void reply_done(struct conn *c)
+{
+	size_t rest;
+
+	if (c->close_after_reply) {
+		/* Let the client read the reply before the FIN. */
+		shutdown(c->ch.fd, SHUT_WR);
+		conn_close(c, NULL);
+		return;
+	}
+	rest = c->clen - c->req_len;
+	memmove(c->cbuf, c->cbuf + c->req_len, rest);
+	c->clen = rest;
+	c->req_len = 0;
+	c->target[0] = c->uname[0] = '\0';
+	c->status = 0;
+	c->pool = NULL;
+	c->attempts = 0;
+	c->ulen = 0;
+	c->upstream_eof = false;
+	c->bytes_up = c->bytes_down = 0;
+	c->state = CS_REQ_HEAD;
+	c->start_ms = now_ms();
+	c->deadline_ms = c->start_ms + c->cfg->header_timeout_ms;
+	http_head_init(&c->req, true, c->cfg->max_header_bytes);
+	conn_update(c);
+	if (c->clen)
+		parse_request(c);
+}
+
+static int dial(struct conn *c);
+
+static void upstream_failed(struct conn *c, int err)
+{
+	const char *name = c->uname;
+
+	if (c->server)
+		c->server->failures++;
+	/* A refused or unreachable proxy: try another server of the pool, once. */
+	if (c->server && c->attempts < 2 && c->pool->nservers > 1) {
+		struct server *bad = c->server;
+
+		pr_warn("upstream %s for %s: %s; trying another server of pool %s", name,
+			c->target, strerror(-err), c->pool->name);
+		upstream_close(c);
+		c->server = pool_pick(c->pool, &c->caddr, c->target, bad);
+		if (c->server) {
+			dial(c);
+			return;
+		}
+	}
+	reply(c, 502, true, "tunnelgate: cannot connect to upstream %s for %s: %s", name, c->target,
+	      strerror(-err));
+	c->gw->stats.upstream_errors++;
+}
+
+/* Resolve the CONNECT target for a direct pool. */
+static int resolve_target(struct conn *c, struct sockaddr_any *out)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res;
+	char port[8];
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, c->thost, &out->in.sin_addr) == 1) {
+		out->in.sin_family = AF_INET;
+		out->in.sin_port = htons(c->tport);
+		out->len = sizeof(out->in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, c->thost, &out->in6.sin6_addr) == 1) {
+		out->in6.sin6_family = AF_INET6;
+		out->in6.sin6_port = htons(c->tport);
+		out->len = sizeof(out->in6);
+		return 0;
+	}
+	/* Blocking: host names stall the loop for one look-up (see README, limits). */
+	snprintf(port, sizeof(port), "%u", c->tport);
+	err = getaddrinfo(c->thost, port, &hints, &res);
+	if (err)
+		return -ENOENT;
+	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+	out->len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+/* Start a non-blocking connect to the chosen server or the target. */
+static int dial(struct conn *c)
+{
+	const struct sockaddr_any *to;
+	int fd, one = 1;
+
+	c->attempts++;
+	if (c->server) {
+		to = &c->server->addr;
+		snprintf(c->uname, sizeof(c->uname), "%s", c->server->name);
+	} else {
+		if (resolve_target(c, &c->uaddr)) {
+			reply(c, 502, true, "tunnelgate: cannot resolve %s", c->thost);
+			return -ENOENT;
+		}
+		to = &c->uaddr;
+		sockaddr_fmt(to, c->uname, sizeof(c->uname));
+	}
+	fd = socket(to->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		reply(c, 503, false, "tunnelgate: cannot create a socket: %s", strerror(errno));
+		return -errno;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->uh.fd = fd;
+	c->state = CS_DIAL;
+	c->deadline_ms = now_ms() + c->cfg->connect_timeout_ms;
+	if (connect(fd, &to->sa, to->len) && errno != EINPROGRESS) {
+		int err = -errno;
+
+		upstream_failed(c, err);
+		return err;
+	}
+	conn_update(c);
+	return 0;
+}
+
+static void start_handoff(struct conn *c);
+
+/* The upstream socket is connected. */
+static void dial_done(struct conn *c)
+{
+	static const char established[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+	char head[16384];
+	ssize_t n;
+
+	if (c->pool->direct) {
+		if (obuf_put(&c->to_client, established, sizeof(established) - 1)) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		c->status = 200;
+		start_handoff(c);
+		return;
+	}
+	n = http_build_connect(&c->req, c->cbuf, head, sizeof(head));
+	if (n < 0 || obuf_put(&c->to_up, head, n)) {
+		reply(c, 500, false, "tunnelgate: cannot build the upstream request: %s",
+		      strerror(n < 0 ? (int)-n : ENOMEM));
+		return;
+	}
+	if (!c->ubuf) {
+		c->ucap = c->cfg->max_header_bytes;
+		c->ubuf = malloc(c->ucap);
+		if (!c->ubuf) {
+			conn_close(c, "out of memory");
+			return;
+		}
+	}
+	c->ulen = 0;
+	http_head_init(&c->resp, false, c->cfg->max_header_bytes);
+	c->resp.head_only_response = false;
+	c->state = CS_RESP_HEAD;
+	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
+	n = obuf_flush(&c->to_up, c->uh.fd);
+	if (n < 0 && n != -EAGAIN) {
+		upstream_failed(c, n);
+		return;
+	}
+	conn_update(c);
+}
+
+/* Bytes the client sent past the CONNECT head go to the upstream before the relay. */
+static void start_handoff(struct conn *c)
+{
+	size_t tail = c->clen - c->req_len;
+
+	if (tail && obuf_put(&c->to_up, c->cbuf + c->req_len, tail)) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	c->bytes_up = tail;
+	c->state = CS_HANDOFF;
+	c->deadline_ms = 0;
+	conn_update(c);
+}
+
+static void handoff_progress(struct conn *c)
+{
+	int e1 = obuf_flush(&c->to_client, c->ch.fd);
+	int e2 = obuf_flush(&c->to_up, c->uh.fd);
+
+	if ((e1 && e1 != -EAGAIN) || (e2 && e2 != -EAGAIN)) {
+		conn_close(c, "peer closed during hand-off");
+		return;
+	}
+	if (!e1 && !e2) {
+		obuf_free(&c->to_client);
+		obuf_free(&c->to_up);
+		tunnel_start(c);
+		return;
+	}
+	conn_update(c);
+}
+
+static void body_to_client(void *arg, const char *p, size_t n);
+
+/* Chunked re-framing of a relayed body: one chunk per piece. */
+struct body_ctx {
+	struct conn *c;
+	bool chunked;
+	int err;
+};
+
+static void body_to_client(void *arg, const char *p, size_t n)
+{
+	struct body_ctx *b = arg;
+	char line[24];
+	int len;
+
+	if (!n || b->err)
+		return;
+	if (b->chunked) {
+		len = snprintf(line, sizeof(line), "%zx\r\n", n);
+		b->err = obuf_put(&b->c->to_client, line, len);
+	}
+	if (!b->err)
+		b->err = obuf_put(&b->c->to_client, p, n);
+	if (!b->err && b->chunked)
+		b->err = obuf_put(&b->c->to_client, "\r\n", 2);
+	b->c->bytes_down += n;
+}
+
+/* The upstream answered the CONNECT with a non-2xx: relay it, keep the client if we can. */
+static bool resp_chunked_out(struct conn *c)
+{
+	enum http_framing f = http_body_framing(&c->resp);
+
+	return (f == HTTP_BODY_CHUNKED || f == HTTP_BODY_CLOSE) && c->req.minor >= 1;
+}
+
+static void resp_body_done(struct conn *c)
+{
+	if (resp_chunked_out(c) && obuf_put(&c->to_client, "0\r\n\r\n", 5)) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	upstream_close(c);
+	conn_log(c, "refused");
+	c->state = CS_REPLY;
+	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
+	if (obuf_flush(&c->to_client, c->ch.fd) == 0) {
+		reply_done(c);
+		return;
+	}
+	conn_update(c);
+}
+
+/* Feed body bytes in ubuf[0..ulen) to the client. */
+static void resp_body_feed(struct conn *c)
+{
+	struct body_ctx b = { .c = c, .chunked = resp_chunked_out(c) };
+	bool done = false;
+	ssize_t n;
+
+	if (!c->ulen && !c->upstream_eof)
+		return;
+	n = http_body_feed(&c->resp, c->ubuf, c->ulen, body_to_client, &b, &done);
+	if (n < 0 || b.err) {
+		c->close_after_reply = true;
+		conn_close(c, "bad upstream response body");
+		return;
+	}
+	c->ulen = 0;
+	if (!done && c->upstream_eof) {
+		if (http_body_framing(&c->resp) == HTTP_BODY_CLOSE)
+			http_body_eof(&c->resp, &done);
+		if (!done) {
+			/* Truncated body: the client cannot be told in-band. */
+			conn_close(c, "upstream closed in the middle of a response body");
+			return;
+		}
+	}
+	if (done)
+		resp_body_done(c);
+	else
+		conn_update(c);
+}
+
+static void response_head(struct conn *c)
+{
+	char head[16384], extra[96];
+	enum http_framing f;
+	bool keep, optimistic;
+	int pending = 0;
+	ssize_t n;
+
+	c->status = c->resp.status;
+	if (c->resp.status >= 200 && c->resp.status < 300) {
+		n = http_build_response(&c->resp, c->ubuf, NULL, head, sizeof(head));
+		if (n < 0 || obuf_put(&c->to_client, head, n) ||
+		    obuf_put(&c->to_client, c->ubuf + c->resp.head_len, c->ulen - c->resp.head_len)) {
+			reply(c, 502, false, "tunnelgate: upstream %s response head cannot be relayed",
+			      c->uname);
+			return;
+		}
+		c->bytes_down = c->ulen - c->resp.head_len;
+		free(c->ubuf);
+		c->ubuf = NULL;
+		c->ulen = c->ucap = 0;
+		start_handoff(c);
+		return;
+	}
+	if (c->resp.status < 200) {
+		/* Interim responses to a CONNECT have no use here; a proxy that sends them breaks. */
+		reply(c, 502, false, "tunnelgate: upstream %s sent interim response %d to CONNECT",
+		      c->uname, c->resp.status);
+		return;
+	}
+
+	/* Tunnel bytes the client already sent must never be read as the next request. */
+	ioctl(c->ch.fd, SIOCINQ, &pending);
+	optimistic = c->clen > (size_t)c->req_len || pending > 0;
+	keep = c->req.keep_alive && !optimistic;
+	f = http_body_framing(&c->resp);
+	extra[0] = '\0';
+	if (f == HTTP_BODY_LENGTH)
+		snprintf(extra, sizeof(extra), "Content-Length: %llu\r\n",
+			 (unsigned long long)c->resp.content_length);
+	else if (f == HTTP_BODY_NONE && c->resp.status != 204 && c->resp.status != 304)
+		snprintf(extra, sizeof(extra), "Content-Length: 0\r\n");
+	else if (resp_chunked_out(c))
+		snprintf(extra, sizeof(extra), "Transfer-Encoding: chunked\r\n");
+	else if (f != HTTP_BODY_NONE)
+		keep = false; /* HTTP/1.0 client: the close ends the body */
+	if (!keep)
+		strcat(extra, "Connection: close\r\n");
+	c->close_after_reply = !keep;
+	n = http_build_response(&c->resp, c->ubuf, extra, head, sizeof(head));
+	if (n < 0 || obuf_put(&c->to_client, head, n)) {
+		reply(c, 502, false, "tunnelgate: upstream %s response head cannot be relayed",
+		      c->uname);
+		return;
+	}
+	memmove(c->ubuf, c->ubuf + c->resp.head_len, c->ulen - c->resp.head_len);
+	c->ulen -= c->resp.head_len;
+	c->state = CS_RESP_BODY;
+	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
+	if (f == HTTP_BODY_NONE) {
+		resp_body_done(c);
+		return;
+	}
+	resp_body_feed(c);
+}
+
+static void upstream_readable(struct conn *c)
+{
+	ssize_t n, h;
+
+	if (c->state == CS_RESP_BODY && obuf_pending(&c->to_client) >= OBUF_HIGH)
+		return;
+	if (c->ulen == c->ucap) {
+		reply(c, 502, false, "tunnelgate: upstream %s response head is larger than max_header_bytes (%u)",
+		      c->uname, c->cfg->max_header_bytes);
+		return;
+	}
+	n = recv(c->uh.fd, c->ubuf + c->ulen, c->ucap - c->ulen, 0);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		if (c->state == CS_RESP_HEAD) {
+			reply(c, 502, true, "tunnelgate: upstream %s failed before answering: %s",
+			      c->uname, strerror(errno));
+			return;
+		}
+		conn_close(c, "upstream error during response body");
+		return;
+	}
+	c->urecvd += n;
+	if (n == 0)
+		c->upstream_eof = true;
+	c->ulen += n;
+	if (c->state == CS_RESP_BODY) {
+		resp_body_feed(c);
+		return;
+	}
+	if (n == 0) {
+		reply(c, 502, true, "tunnelgate: upstream %s closed the connection without answering the CONNECT",
+		      c->uname);
+		return;
+	}
+	h = http_head_parse(&c->resp, c->ubuf, c->ulen);
+	if (h == 0) {
+		if (c->ulen == c->ucap)
+			reply(c, 502, false, "tunnelgate: upstream %s response head is larger than max_header_bytes (%u)",
+			      c->uname, c->cfg->max_header_bytes);
+		return;
+	}
+	if (h < 0) {
+		reply(c, 502, false, "tunnelgate: upstream %s sent a malformed response: %s", c->uname,
+		      c->resp.error ? c->resp.error : "parse error");
+		return;
+	}
+	response_head(c);
+}
+
+static void client_writable(struct conn *c)
+{
+	int err = obuf_flush(&c->to_client, c->ch.fd);
+
+	if (err == -EAGAIN)
+		return;
+	if (err) {
+		conn_close(c, "client went away");
+		return;
+	}
+	if (c->state == CS_REPLY)
+		reply_done(c);
+	else
+		conn_update(c);
+}
+
+/* A complete CONNECT head is in cbuf[0..req_len). */
+static void handle_connect(struct conn *c)
+{
+	struct config *cfg = c->cfg;
+	const char *t = http_ptr(c->cbuf, c->req.target);
+	struct rule_input in = { .method = "CONNECT", .method_len = 7, .client = &c->caddr };
+	const struct rule *r;
+	int err;
+
+	snprintf(c->target, sizeof(c->target), "%.*s", (int)c->req.target.len, t);
+	err = http_parse_authority(t, c->req.target.len, c->thost, sizeof(c->thost), &c->tport);
+	if (err) {
+		c->gw->stats.bad_requests++;
+		reply(c, 400, false, "tunnelgate: CONNECT target '%s' is not host:port (port 1-65535, IPv6 in brackets)",
+		      c->target);
+		return;
+	}
+	if (!config_port_allowed(cfg, c->tport)) {
+		c->gw->stats.rejected++;
+		reply(c, 403, true, "tunnelgate: CONNECT to port %u is not allowed (connect_ports)",
+		      c->tport);
+		return;
+	}
+	in.host = c->thost;
+	in.host_len = strlen(c->thost);
+	r = rules_match(cfg, &in);
+	c->pool = &cfg->pools[cfg->default_pool];
+	if (r && r->action == ACT_REJECT) {
+		c->gw->stats.rejected++;
+		reply(c, 403, true, "tunnelgate: request rejected by rule '%s'", r->name);
+		return;
+	}
+	if (r && r->action == ACT_POOL)
+		c->pool = &cfg->pools[r->pool];
+	if (!c->pool->direct) {
+		c->server = pool_pick(c->pool, &c->caddr, c->target, NULL);
+		if (!c->server) {
+			reply(c, 503, true, "tunnelgate: pool %s has no server", c->pool->name);
+			return;
+		}
+	}
+	dial(c);
+}
+
+static void parse_request(struct conn *c)
+{
+	ssize_t n = http_head_parse(&c->req, c->cbuf, c->clen);
+
+	if (n == 0) {
+		if (c->clen == c->ccap) {
+			c->gw->stats.bad_requests++;
+			reply(c, 431, false, "tunnelgate: request head is larger than max_header_bytes (%u)",
+			      c->cfg->max_header_bytes);
+		}
+		return;
+	}
+	if (n < 0) {
+		c->gw->stats.bad_requests++;
+		reply(c, c->req.error_status ? c->req.error_status : 400, false,
+		      "tunnelgate: bad request: %s", c->req.error ? c->req.error : "parse error");
+		return;
+	}
+	c->req_len = n;
+	c->gw->stats.requests++;
+	if (c->req.method != HTTP_CONNECT) {
+		c->gw->stats.bad_requests++;
+		reply(c, 501, false,
+		      "tunnelgate: only CONNECT is supported here; use this gateway as an HTTPS proxy");
+		return;
+	}
+	handle_connect(c);
+}
+
+static void client_readable(struct conn *c)
+{
+	ssize_t n;
+
+	if (c->clen == c->ccap)
+		return parse_request(c);
+	n = recv(c->ch.fd, c->cbuf + c->clen, c->ccap - c->clen, 0);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			conn_close(c, strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		conn_close(c, c->clen ? "client closed in the middle of a request head" : NULL);
+		return;
+	}
+	c->crecvd += n;
+	c->clen += n;
+	parse_request(c);
+}
+
+static void conn_event(struct conn *c, struct handle *h, uint32_t events)
+{
+	if (c->state == CS_TUNNEL) {
+		tunnel_event(c, h, events);
+		return;
+	}
+	if (h->kind == H_CLIENT) {
+		if (events & EPOLLERR) {
+			conn_close(c, "client socket error");
+			return;
+		}
+		if ((events & EPOLLOUT) && obuf_pending(&c->to_client)) {
+			if (c->state == CS_HANDOFF)
+				handoff_progress(c);
+			else
+				client_writable(c);
+			return;
+		}
+		if ((events & (EPOLLIN | EPOLLHUP)) && c->state == CS_REQ_HEAD)
+			client_readable(c);
+		return;
+	}
+	/* Upstream. */
+	switch (c->state) {
+	case CS_DIAL: {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err) {
+			upstream_failed(c, -err);
+			return;
+		}
+		dial_done(c);
+		return;
+	}
+	case CS_RESP_HEAD:
+		if (obuf_pending(&c->to_up)) {
+			int err = obuf_flush(&c->to_up, h->fd);
+
+			if (err && err != -EAGAIN)
+				reply(c, 502, true, "tunnelgate: cannot send CONNECT to upstream %s: %s",
+				      c->uname, strerror(-err));
+			else
+				conn_update(c);
+			return;
+		}
+		upstream_readable(c);
+		return;
+	case CS_RESP_BODY:
+		upstream_readable(c);
+		return;
+	case CS_HANDOFF:
+		handoff_progress(c);
+		return;
+	default:
+		if (events & EPOLLERR)
+			upstream_close(c);
+		return;
+	}
+}
+
+static void accept_ready(struct gateway *gw, struct listener *l)
+{
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_any a = { .len = sizeof(a.ss) };
+		struct conn *c;
+		int fd, one = 1;
+
+		fd = accept4(l->h.fd, &a.sa, &a.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				pr_warn("cannot accept: %s (raise the fd limit: ulimit -n)",
+					strerror(errno));
+			return;
+		}
+		c = calloc(1, sizeof(*c));
+		if (c)
+			c->cbuf = malloc(gw->cfg->max_header_bytes);
+		if (!c || !c->cbuf) {
+			pr_warn("cannot accept: out of memory");
+			if (c)
+				free(c);
+			close(fd);
+			return;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->gw = gw;
+		c->cfg = gw->cfg;
+		c->cfg->refs++;
+		c->ccap = c->cfg->max_header_bytes;
+		c->ch = (struct handle){ .kind = H_CLIENT, .fd = fd, .owner = c };
+		c->uh = (struct handle){ .kind = H_UPSTREAM, .fd = -1, .owner = c };
+		for (int d = 0; d < 2; d++)
+			c->sdir[d].pipe[0] = c->sdir[d].pipe[1] = -1;
+		c->caddr = a;
+		sockaddr_fmt(&a, c->cname, sizeof(c->cname));
+		c->state = CS_REQ_HEAD;
+		c->start_ms = now_ms();
+		c->deadline_ms = c->start_ms + c->cfg->header_timeout_ms;
+		http_head_init(&c->req, true, c->cfg->max_header_bytes);
+		c->next = gw->conns;
+		if (gw->conns)
+			gw->conns->prev = c;
+		gw->conns = c;
+		gw->nconns++;
+		gw->stats.accepted++;
+		conn_update(c);
+	}
+}
+
+static void check_deadlines(struct gateway *gw)
+{
+	uint64_t now = now_ms();
+	struct conn *c, *next;
+
+	for (c = gw->conns; c; c = next) {
+		next = c->next;
+		if (!c->deadline_ms || c->deadline_ms > now)
+			continue;
+		switch (c->state) {
+		case CS_REQ_HEAD:
+			if (!c->clen) {
+				conn_close(c, "idle client connection timed out");
+				break;
+			}
+			gw->stats.timeouts++;
+			reply(c, 408, false, "tunnelgate: request head not complete within header_timeout_ms (%u)",
+			      c->cfg->header_timeout_ms);
+			break;
+		case CS_DIAL:
+			gw->stats.timeouts++;
+			if (c->server)
+				c->server->failures++;
+			reply(c, 504, true, "tunnelgate: connecting to %s timed out after %u ms (connect_timeout_ms)",
+			      c->uname, c->cfg->connect_timeout_ms);
+			break;
+		case CS_RESP_HEAD:
+			gw->stats.timeouts++;
+			reply(c, 504, false, "tunnelgate: upstream %s did not answer within header_timeout_ms (%u)",
+			      c->uname, c->cfg->header_timeout_ms);
+			break;
+		default:
+			conn_close(c, "response could not be delivered in time");
+			break;
+		}
+	}
+}
+
+/* Open a listening socket for @a. */
+static int listen_on(const struct sockaddr_any *a)
+{
+	int fd, one = 1;
+	char name[64];
+
+	fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (a->sa.sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, &a->sa, a->len) || listen(fd, LISTEN_BACKLOG)) {
+		int err = -errno;
+
+		pr_warn("cannot listen on %s: %s%s", sockaddr_fmt(a, name, sizeof(name)),
+			strerror(errno),
+			errno == EADDRINUSE ? " (another process has it: stop it or change listen)" : "");
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static bool same_addr(const struct sockaddr_any *a, const struct sockaddr_any *b)
+{
+	return a->len == b->len && !memcmp(&a->ss, &b->ss, a->len);
+}
+
+/* Make the listeners match @cfg, keeping sockets whose address did not change. */
+static int listeners_sync(struct gateway *gw, struct config *cfg)
+{
+	struct listener *keep = NULL, *l, *next;
+	int fd;
+
+	for (unsigned i = 0; i < cfg->nlisten; i++) {
+		struct listener **pp;
+
+		for (pp = &gw->listeners; *pp; pp = &(*pp)->next)
+			if (same_addr(&(*pp)->addr, &cfg->listen[i]))
+				break;
+		if (*pp) {
+			l = *pp;
+			*pp = l->next;
+		} else {
+			fd = listen_on(&cfg->listen[i]);
+			if (fd < 0)
+				goto fail;
+			l = calloc(1, sizeof(*l));
+			if (!l) {
+				close(fd);
+				goto fail;
+			}
+			l->h = (struct handle){ .kind = H_LISTEN, .fd = fd, .owner = l };
+			l->addr = cfg->listen[i];
+			gw_set_events(gw, &l->h, EPOLLIN);
+		}
+		l->next = keep;
+		keep = l;
+	}
+	for (l = gw->listeners; l; l = next) {
+		next = l->next;
+		gw_forget(gw, &l->h);
+		free(l);
+	}
+	gw->listeners = keep;
+	return 0;
+fail:
+	/* Put back what we took; new sockets stay open and are used. */
+	while (keep) {
+		l = keep;
+		keep = keep->next;
+		l->next = gw->listeners;
+		gw->listeners = l;
+	}
+	return -EADDRNOTAVAIL;
+}
+
+static void listeners_close(struct gateway *gw)
+{
+	struct listener *l, *next;
+
+	for (l = gw->listeners; l; l = next) {
+		next = l->next;
+		gw_forget(gw, &l->h);
+		free(l);
+	}
+	gw->listeners = NULL;
+}
+
+static FILE *open_access_log(const char *path)
+{
+	FILE *f;
+
+	if (!strcmp(path, "-"))
+		return stderr;
+	f = fopen(path, "ae");
+	if (!f)
+		pr_warn("cannot open access_log %s: %s (logging to stderr instead)", path,
+			strerror(errno));
+	return f ? f : stderr;
+}
+
+static void reload(struct gateway *gw)
+{
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	char err[512];
+
+	if (!cfg)
+		return;
+	if (config_load(gw->cfg_path, cfg, err, sizeof(err))) {
+		pr_warn("reload failed, keeping the running config: %s", err);
+		config_free(cfg);
+		free(cfg);
+		return;
+	}
+	if (listeners_sync(gw, cfg)) {
+		pr_warn("reload failed, keeping the running config: a listen address is not available");
+		config_free(cfg);
+		free(cfg);
+		return;
+	}
+	if (strcmp(cfg->bpf_pin_dir, gw->cfg->bpf_pin_dir) || cfg->relay != gw->cfg->relay)
+		pr_warn("reload: relay and bpf_pin_dir changes take effect on restart only");
+	if (strcmp(cfg->control, gw->ctl_path)) {
+		control_close(gw);
+		control_open(gw, cfg->control);
+	}
+	if (gw->access_log && gw->access_log != stderr)
+		fclose(gw->access_log);
+	gw->access_log = open_access_log(cfg->access_log);
+	cfg->refs = 1;
+	config_put(gw->cfg);
+	gw->cfg = cfg;
+	pr_info("reloaded %s: %u listeners, %u pools, %u rules", gw->cfg_path, cfg->nlisten,
+		cfg->npools, cfg->nrules);
+}
+
+static int signal_event(struct gateway *gw)
+{
+	struct signalfd_siginfo si;
+
+	while (read(gw->sigh.fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			reload(gw);
+			continue;
+		}
+		if (gw->stopping) {
+			pr_info("second signal: exiting now");
+			return 1;
+		}
+		pr_info("signal %d: closing listeners, draining %u tunnels for up to %u ms",
+			si.ssi_signo, gw->ntunnels, gw->cfg->drain_timeout_ms);
+		gw->stopping = true;
+		gw->stop_deadline_ms = now_ms() + gw->cfg->drain_timeout_ms;
+		listeners_close(gw);
+		control_close(gw);
+	}
+	return 0;
+}
+
+static int setup_signals(struct gateway *gw)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	gw->sigh = (struct handle){ .kind = H_SIGNAL, .owner = gw };
+	gw->sigh.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (gw->sigh.fd < 0)
+		return -errno;
+	return gw_set_events(gw, &gw->sigh, EPOLLIN);
+}
+
+static int open_relay(struct gateway *gw)
+{
+	char why[512];
+
+	gw->default_relay = RK_SPLICE;
+	if (gw->cfg->relay == RELAY_SPLICE)
+		return 0;
+	gw->relay = relay_open(gw->cfg->bpf_pin_dir, why, sizeof(why));
+	if (gw->relay) {
+		gw->default_relay = RK_SOCKMAP;
+		return 0;
+	}
+	if (gw->cfg->relay == RELAY_SOCKMAP) {
+		pr_warn("relay = sockmap: %s", why);
+		return -errno;
+	}
+	pr_warn("relay = auto: using splice, the kernel relay is unavailable: %s", why);
+	return 0;
+}
+
+static void shutdown_all(struct gateway *gw)
+{
+	while (gw->conns)
+		conn_close(gw->conns, "daemon exiting");
+	listeners_close(gw);
+	control_close(gw);
+	relay_close(gw->relay);
+	gw_forget(gw, &gw->sigh);
+	if (gw->access_log && gw->access_log != stderr)
+		fclose(gw->access_log);
+	close(gw->epfd);
+	config_put(gw->cfg);
+	bury(gw);
+}
+
+int gateway_run(struct config *cfg, const char *path)
+{
+	struct gateway gw = { .cfg = cfg, .cfg_path = path, .ctl = { .fd = -1 } };
+	struct epoll_event ev[MAX_EVENTS];
+	uint64_t last_tick = 0;
+	int rc = 1;
+
+	cfg->refs = 1;
+	gw.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (gw.epfd < 0) {
+		pr_warn("cannot create epoll instance: %s", strerror(errno));
+		return 1;
+	}
+	gw.access_log = open_access_log(cfg->access_log);
+	if (setup_signals(&gw)) {
+		pr_warn("cannot set up signal handling: %s", strerror(errno));
+		goto out;
+	}
+	if (open_relay(&gw))
+		goto out;
+	if (listeners_sync(&gw, cfg))
+		goto out;
+	if (control_open(&gw, cfg->control))
+		goto out;
+	pr_info("listening on %u address(es), relay %s, control %s", cfg->nlisten,
+		gw.default_relay == RK_SOCKMAP ? "sockmap" : "splice", cfg->control);
+
+	for (;;) {
+		int timeout = gw.conns ? TIMER_TICK_MS : -1;
+		int drain = tunnel_drain_poll(&gw);
+		int n;
+
+		if (drain >= 0 && (timeout < 0 || drain < timeout))
+			timeout = drain;
+		if (gw.stopping) {
+			if (!gw.conns)
+				break;
+			if (now_ms() >= gw.stop_deadline_ms) {
+				pr_info("drain_timeout_ms reached: closing %u connections", gw.nconns);
+				break;
+			}
+			if (timeout < 0 || timeout > TIMER_TICK_MS)
+				timeout = TIMER_TICK_MS;
+		}
+		n = epoll_wait(gw.epfd, ev, MAX_EVENTS, timeout);
+		if (n < 0 && errno != EINTR) {
+			pr_warn("epoll_wait failed: %s", strerror(errno));
+			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			struct handle *h = ev[i].data.ptr;
+
+			switch (h->kind) {
+			case H_LISTEN:
+				accept_ready(&gw, h->owner);
+				break;
+			case H_CLIENT:
+			case H_UPSTREAM:
+				/* The connection may have been closed by an earlier event. */
+				if (h->fd >= 0)
+					conn_event(h->owner, h, ev[i].events);
+				break;
+			case H_SIGNAL:
+				if (signal_event(&gw))
+					goto done;
+				break;
+			case H_CONTROL:
+			case H_CTL_CLIENT:
+				control_event(&gw, h, ev[i].events);
+				break;
+			}
+		}
+		if (now_ms() - last_tick >= TIMER_TICK_MS) {
+			last_tick = now_ms();
+			check_deadlines(&gw);
+		}
+		bury(&gw);
+	}
+done:
+	rc = 0;
+out:
+	shutdown_all(&gw);
+	return rc;
+}

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The daemon's state: listeners, client connections, tunnels, the event loop.
+ * gateway.c runs requests up to the hand-off, tunnel.c relays tunnels (kernel or
+ * splice), control.c answers tunnelctl.
+ */
+#ifndef TUNNELGATE_GATEWAY_H
+#define TUNNELGATE_GATEWAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "http.h"
+#include "relay.h"
+
+struct conn;
+struct gateway;
+
+enum handle_kind { H_LISTEN, H_CLIENT, H_UPSTREAM, H_SIGNAL, H_CONTROL, H_CTL_CLIENT };
+
+/* What epoll's data.ptr points at. */
+struct handle {
+	enum handle_kind kind;
+	int fd;
+	uint32_t events;         /* the mask epoll has now */
+	bool in_epoll;
+	void *owner;             /* struct conn, struct listener or struct ctl_client */
+};
+
+/* A growable output buffer. */
+struct obuf {
+	char *data;
+	size_t len, off, cap;
+};
+
+enum conn_state {
+	CS_REQ_HEAD,             /* reading the client's request head */
+	CS_DIAL,                 /* non-blocking connect to the upstream */
+	CS_RESP_HEAD,            /* CONNECT sent (or being sent), reading the response head */
+	CS_RESP_BODY,            /* relaying a non-2xx response body to the client */
+	CS_REPLY,                /* writing a final response, then next request or close */
+	CS_HANDOFF,              /* writing bytes read past the heads, before the relay */
+	CS_TUNNEL,               /* relaying */
+};
+
+enum relay_kind { RK_NONE, RK_SOCKMAP, RK_SPLICE };
+
+/* One direction of a splice relay. */
+struct splice_dir {
+	int pipe[2];
+	size_t in_pipe;          /* bytes in the pipe, not yet written to the peer */
+	bool eof;                /* source socket sent FIN */
+	bool shut;               /* shutdown(peer, SHUT_WR) done */
+};
+
+/* One direction of a kernel relay, for the FIN hand-over (see tunnel.c). */
+struct kdir {
+	uint64_t pre;            /* bytes the daemon forwarded before the hand-off */
+	uint64_t read_before;    /* bytes the daemon read from the source socket */
+	uint64_t peer_base;      /* bytes the daemon wrote into the peer before the hand-off */
+	bool eof, shut;
+};
+
+struct conn {
+	struct gateway *gw;
+	struct config *cfg;      /* referenced (cfg->refs) for the connection's life */
+	struct handle ch, uh;    /* client and upstream sockets (fd -1 when closed) */
+	enum conn_state state;
+	struct conn *prev, *next; /* gw->conns */
+	uint64_t deadline_ms;    /* 0 = none */
+	uint64_t start_ms;
+
+	struct sockaddr_any caddr;
+	char cname[64];          /* client "ip:port" */
+
+	/* Client input: the request head, then whatever the client sent after it. */
+	char *cbuf;
+	size_t clen, ccap;
+	struct http_head req;
+	ssize_t req_len;         /* head length of the current request, 0 while reading */
+	uint64_t crecvd;         /* bytes read from the client socket, ever */
+
+	/* The CONNECT target. */
+	char target[300];        /* "host:port" as in the request */
+	char thost[256];
+	unsigned tport;
+
+	/* Upstream. */
+	struct pool *pool;
+	struct server *server;   /* NULL for a direct pool */
+	int attempts;
+	char uname[64];          /* "ip:port" dialled */
+	struct sockaddr_any uaddr;
+	char *ubuf;
+	size_t ulen, ucap;
+	struct http_head resp;
+	uint64_t urecvd;
+	bool upstream_eof;
+
+	struct obuf to_client, to_up;
+	bool close_after_reply;
+	int status;              /* for the access log */
+
+	/* Tunnel. */
+	uint64_t tunnel_id;
+	enum relay_kind relay;
+	uint64_t tunnel_start_ms, last_ms;
+	uint64_t bytes_up, bytes_down; /* splice relay, and bytes forwarded before the hand-off */
+	struct splice_dir sdir[2];     /* [TG_DIR_UP], [TG_DIR_DOWN] */
+	struct kdir kd[2];
+	bool draining;           /* on gw->drain list: FIN hand-over pending */
+	struct conn *drain_next;
+	unsigned drain_backoff_ms;
+	uint64_t drain_at_ms;
+};
+
+struct listener {
+	struct handle h;
+	struct sockaddr_any addr;
+	struct listener *next;
+};
+
+struct gw_stats {
+	uint64_t accepted, requests, tunnels_total, tunnels_sockmap, tunnels_splice;
+	uint64_t rejected, upstream_errors, timeouts, bad_requests;
+	uint64_t bytes_up, bytes_down; /* of closed tunnels */
+};
+
+struct gateway {
+	struct config *cfg;      /* current config */
+	const char *cfg_path;
+	int epfd;
+	struct handle sigh;
+	struct listener *listeners;
+	struct handle ctl;       /* control socket listener */
+	char ctl_path[108];
+	struct relay *relay;     /* NULL: splice only */
+	enum relay_kind default_relay;
+	struct conn *conns;      /* every client connection */
+	unsigned nconns, ntunnels;
+	struct conn *drain;      /* tunnels with a FIN hand-over pending */
+	struct conn *graveyard;  /* closed this round; freed after the event batch */
+	uint64_t next_tunnel_id;
+	FILE *access_log;
+	bool stopping;
+	uint64_t stop_deadline_ms;
+	struct gw_stats stats;
+};
+
+/* gateway.c */
+uint64_t now_ms(void);
+int gw_set_events(struct gateway *gw, struct handle *h, uint32_t events);
+void gw_forget(struct gateway *gw, struct handle *h);
+void conn_close(struct conn *c, const char *why);
+void conn_log(struct conn *c, const char *what);
+int obuf_put(struct obuf *b, const void *p, size_t n);
+/* Write what @b holds to @fd; 0 when empty, -EAGAIN when blocked, or -errno. */
+int obuf_flush(struct obuf *b, int fd);
+
+/* tunnel.c */
+/* Both sockets are connected, both pending buffers flushed: start relaying. */
+void tunnel_start(struct conn *c);
+void tunnel_event(struct conn *c, struct handle *h, uint32_t events);
+/* Check FIN hand-overs due now; returns ms until the next check, or -1 for none. */
+int tunnel_drain_poll(struct gateway *gw);
+/* Counters of an open tunnel as the CLI shows them. */
+void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idle_ms);
+void tunnel_teardown(struct conn *c);
+
+/* control.c */
+int control_open(struct gateway *gw, const char *path);
+void control_close(struct gateway *gw);
+void control_event(struct gateway *gw, struct handle *h, uint32_t events);
+
+
+
+/* Run the daemon on @cfg (loaded from @path) until SIGTERM/SIGINT. Returns the exit code. */
+int gateway_run(struct config *cfg, const char *path);
+#endif

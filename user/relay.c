@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+#include <linux/magic.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "log.h"
+#include "relay.h"
+#include "relay.skel.h"
+
+#define BPFFS_ROOT "/sys/fs/bpf"
+
+struct relay {
+	struct relay_bpf *skel;
+	int socks_fd, ingress_fd, ends_fd, tunnels_fd;
+	char pin_dir[256]; /* as config.bpf_pin_dir */
+};
+
+/* The maps pinned under pin_dir, by name. */
+static struct bpf_map *relay_maps(struct relay *r, int i)
+{
+	struct bpf_map *m[] = { r->skel->maps.tunnels, r->skel->maps.socks, r->skel->maps.ingress,
+				r->skel->maps.ends };
+
+	return i < (int)(sizeof(m) / sizeof(m[0])) ? m[i] : NULL;
+}
+
+static int ensure_bpffs(char *why, size_t whylen)
+{
+	struct statfs st;
+
+	if (statfs(BPFFS_ROOT, &st) == 0 && st.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mkdir(BPFFS_ROOT, 0700) && errno != EEXIST) {
+		snprintf(why, whylen, "cannot create %s: %s", BPFFS_ROOT, strerror(errno));
+		return -errno;
+	}
+	if (mount("bpf", BPFFS_ROOT, "bpf", 0, "mode=0700")) {
+		snprintf(why, whylen, "cannot mount bpffs on %s: %s (run as root)", BPFFS_ROOT,
+			 strerror(errno));
+		return -errno;
+	}
+	pr_info("mounted bpffs on %s", BPFFS_ROOT);
+	return 0;
+}
+
+/* mkdir -p for the pin dir (its parents may be plain bpffs dirs). */
+static int mkdir_p(const char *path)
+{
+	char tmp[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static void unpin_all(struct relay *r)
+{
+	char path[PATH_MAX];
+	struct bpf_map *m;
+
+	for (int i = 0; (m = relay_maps(r, i)); i++) {
+		snprintf(path, sizeof(path), "%s/%s", r->pin_dir, bpf_map__name(m));
+		if (unlink(path) && errno != ENOENT)
+			pr_warn("cannot remove pin %s: %s", path, strerror(errno));
+	}
+	if (rmdir(r->pin_dir) && errno != ENOENT)
+		pr_warn("cannot remove pin dir %s: %s (remove it by hand)", r->pin_dir,
+			strerror(errno));
+}
+
+static int pin_all(struct relay *r, char *why, size_t whylen)
+{
+	char path[PATH_MAX];
+	struct bpf_map *m;
+	int err;
+
+	for (int i = 0; (m = relay_maps(r, i)); i++) {
+		snprintf(path, sizeof(path), "%s/%s", r->pin_dir, bpf_map__name(m));
+		/* A pin left by a daemon that died: ours replaces it. */
+		if (unlink(path) == 0)
+			pr_warn("replaced stale pin %s", path);
+		err = bpf_map__pin(m, path);
+		if (err) {
+			snprintf(why, whylen, "cannot pin map %s: %s", path, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+struct relay *relay_open(const char *pin_dir, char *why, size_t whylen)
+{
+	struct relay *r;
+	int err, prog_fd;
+
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		snprintf(why, whylen, "out of memory");
+		errno = ENOMEM;
+		return NULL;
+	}
+	snprintf(r->pin_dir, sizeof(r->pin_dir), "%s", pin_dir);
+
+	r->skel = relay_bpf__open_and_load();
+	if (!r->skel) {
+		err = -errno;
+		snprintf(why, whylen, "cannot load the relay BPF program: %s (run as root on a kernel with BPF sockhash support)",
+			 strerror(errno));
+		goto err_free;
+	}
+	r->socks_fd = bpf_map__fd(r->skel->maps.socks);
+	r->ingress_fd = bpf_map__fd(r->skel->maps.ingress);
+	r->ends_fd = bpf_map__fd(r->skel->maps.ends);
+	r->tunnels_fd = bpf_map__fd(r->skel->maps.tunnels);
+
+	prog_fd = bpf_program__fd(r->skel->progs.relay_verdict);
+	err = bpf_prog_attach(prog_fd, r->ingress_fd, BPF_SK_SKB_STREAM_VERDICT, 0);
+	if (err) {
+		err = -errno;
+		snprintf(why, whylen, "cannot attach relay verdict: %s", strerror(errno));
+		goto err_destroy;
+	}
+
+	err = ensure_bpffs(why, whylen);
+	if (err)
+		goto err_destroy;
+	err = mkdir_p(pin_dir);
+	if (err) {
+		snprintf(why, whylen, "cannot create bpf_pin_dir %s: %s (it must be under %s)",
+			 pin_dir, strerror(-err), BPFFS_ROOT);
+		goto err_destroy;
+	}
+	err = pin_all(r, why, whylen);
+	if (err)
+		goto err_unpin;
+	return r;
+
+err_unpin:
+	unpin_all(r);
+err_destroy:
+	relay_bpf__destroy(r->skel);
+err_free:
+	free(r);
+	errno = -err;
+	return NULL;
+}
+
+void relay_close(struct relay *r)
+{
+	if (!r)
+		return;
+	unpin_all(r);
+	/* Closing the map fds frees the maps and detaches the program with them. */
+	relay_bpf__destroy(r->skel);
+	free(r);
+}
+
+static int sock_cookie(int fd, __u64 *cookie)
+{
+	socklen_t len = sizeof(*cookie);
+
+	return getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &len) ? -errno : 0;
+}
+
+/* Make the verdict program look at bytes that were queued before the socket joined. */
+static void kick(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+}
+
+int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd)
+{
+	struct tg_end ce = { .tunnel_id = t->id, .dir = TG_DIR_UP };
+	struct tg_end ue = { .tunnel_id = t->id, .dir = TG_DIR_DOWN };
+	__u64 cc, uc;
+	__u32 v;
+	int err;
+
+	err = sock_cookie(cfd, &cc);
+	if (!err)
+		err = sock_cookie(ufd, &uc);
+	if (err)
+		return err;
+	ce.peer_cookie = uc;
+	ue.peer_cookie = cc;
+
+	if (bpf_map_update_elem(r->tunnels_fd, &t->id, t, BPF_NOEXIST))
+		return -errno;
+	if (bpf_map_update_elem(r->ends_fd, &cc, &ce, BPF_NOEXIST) ||
+	    bpf_map_update_elem(r->ends_fd, &uc, &ue, BPF_NOEXIST))
+		goto fail;
+	v = cfd;
+	if (bpf_map_update_elem(r->socks_fd, &cc, &v, BPF_NOEXIST))
+		goto fail;
+	v = ufd;
+	if (bpf_map_update_elem(r->socks_fd, &uc, &v, BPF_NOEXIST))
+		goto fail;
+	v = cfd;
+	if (bpf_map_update_elem(r->ingress_fd, &cc, &v, BPF_NOEXIST))
+		goto fail;
+	v = ufd;
+	if (bpf_map_update_elem(r->ingress_fd, &uc, &v, BPF_NOEXIST))
+		goto fail;
+	kick(cfd);
+	kick(ufd);
+	return 0;
+
+fail:
+	err = -errno;
+	relay_remove(r, t->id, cfd, ufd);
+	return err;
+}
+
+void relay_remove(struct relay *r, uint64_t id, int cfd, int ufd)
+{
+	int fds[2] = { cfd, ufd };
+	__u64 cookie;
+
+	for (int i = 0; i < 2; i++) {
+		if (fds[i] < 0 || sock_cookie(fds[i], &cookie))
+			continue;
+		bpf_map_delete_elem(r->ingress_fd, &cookie);
+		bpf_map_delete_elem(r->socks_fd, &cookie);
+		bpf_map_delete_elem(r->ends_fd, &cookie);
+	}
+	bpf_map_delete_elem(r->tunnels_fd, &id);
+}
+
+int relay_read(struct relay *r, uint64_t id, struct tg_tunnel *t)
+{
+	return bpf_map_lookup_elem(r->tunnels_fd, &id, t) ? -errno : 0;
+}

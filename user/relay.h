@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The kernel tunnel relay: the BPF verdict program, its maps and their pins.
+ * See bpf/relay.bpf.c for how the maps work together.
+ */
+#ifndef TUNNELGATE_RELAY_H
+#define TUNNELGATE_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "relay_shared.h"
+
+struct relay;
+
+/*
+ * Load and attach the verdict program and pin its maps under @pin_dir (created, and
+ * bpffs mounted on /sys/fs/bpf when it is not). Returns NULL with errno set and a
+ * one-line reason in @why on failure.
+ */
+struct relay *relay_open(const char *pin_dir, char *why, size_t whylen);
+
+/* Detach, unpin, remove the pin dir, free. Safe on NULL. */
+void relay_close(struct relay *r);
+
+/*
+ * Hand the connected sockets @cfd (client) and @ufd (upstream) of tunnel @t->id to the
+ * kernel: @t is the initial map value (addresses, start time, bytes the daemon already
+ * forwarded). Bytes already in either receive queue are relayed at once. Returns 0,
+ * or -errno with nothing left in the maps (the caller can relay in userspace instead).
+ */
+int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd);
+
+/* Take tunnel @id and its sockets out of the maps. Idempotent. */
+void relay_remove(struct relay *r, uint64_t id, int cfd, int ufd);
+
+/* Read tunnel @id's map value into @t. Returns 0 or -ENOENT. */
+int relay_read(struct relay *r, uint64_t id, struct tg_tunnel *t);
+
+#endif

@@ -1,0 +1,454 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Relaying an established tunnel: in the kernel (sockhash + verdict program) or with
+ * splice() through a pipe per direction.
+ *
+ * The kernel relay never shows tunnel bytes to the daemon, but a peer's FIN does show
+ * (EPOLLRDHUP). The FIN must reach the other side only after every byte before it:
+ * redirected bytes wait in a kernel queue until the peer's send path takes them, so
+ * the daemon checks, from the BPF byte counters and the two sockets' TCP state, that
+ * everything the FIN follows has entered the peer socket before shutdown(SHUT_WR).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+
+#include "gateway.h"
+#include "log.h"
+#include "pool.h"
+
+#define SPLICE_PIPE_BYTES (256 * 1024)
+#define SPLICE_ROUNDS 16
+#define DRAIN_MAX_BACKOFF_MS 50
+
+/* TCP states as tcp_info reports them (include/net/tcp_states.h). */
+enum { TCPS_TIME_WAIT = 6, TCPS_CLOSE = 7, TCPS_CLOSE_WAIT = 8, TCPS_LAST_ACK = 9, TCPS_CLOSING = 11 };
+
+static int dir_src(struct conn *c, int d)
+{
+	return d == TG_DIR_UP ? c->ch.fd : c->uh.fd;
+}
+
+static int dir_dst(struct conn *c, int d)
+{
+	return d == TG_DIR_UP ? c->uh.fd : c->ch.fd;
+}
+
+static int tcp_info_get(int fd, struct tcp_info *ti)
+{
+	socklen_t len = sizeof(*ti);
+
+	memset(ti, 0, sizeof(*ti));
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &len) ? -errno : 0;
+}
+
+/* Bytes ever written into @fd's send queue: acked + still queued. Read acked first. */
+static int sent_total(int fd, uint64_t *out)
+{
+	struct tcp_info ti;
+	int outq = 0;
+
+	if (tcp_info_get(fd, &ti) || ioctl(fd, SIOCOUTQ, &outq))
+		return -errno;
+	*out = ti.tcpi_bytes_acked + (uint64_t)outq;
+	return 0;
+}
+
+static bool fin_received(uint8_t state)
+{
+	return state == TCPS_CLOSE_WAIT || state == TCPS_LAST_ACK || state == TCPS_CLOSING ||
+	       state == TCPS_TIME_WAIT;
+}
+
+static void addr16(const struct sockaddr_any *a, __u8 out[16], __be16 *port)
+{
+	memset(out, 0, 16);
+	if (a->sa.sa_family == AF_INET) {
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &a->in.sin_addr, 4);
+		*port = a->in.sin_port;
+	} else if (a->sa.sa_family == AF_INET6) {
+		memcpy(out, &a->in6.sin6_addr, 16);
+		*port = a->in6.sin6_port;
+	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static int sockmap_start(struct conn *c)
+{
+	struct sockaddr_any ua = { .len = sizeof(ua.ss) };
+	struct tg_tunnel t = {
+		.id = c->tunnel_id,
+		.bytes_up = c->bytes_up,
+		.bytes_down = c->bytes_down,
+		.start_ns = now_ns(),
+	};
+	int err;
+
+	t.last_ns = t.start_ns;
+	getpeername(c->uh.fd, &ua.sa, &ua.len);
+	addr16(&c->caddr, t.client_addr, &t.client_port);
+	addr16(&ua, t.upstream_addr, &t.upstream_port);
+	c->kd[TG_DIR_UP] = (struct kdir){ .pre = c->bytes_up, .read_before = c->crecvd };
+	c->kd[TG_DIR_DOWN] = (struct kdir){ .pre = c->bytes_down, .read_before = c->urecvd };
+	if (sent_total(c->uh.fd, &c->kd[TG_DIR_UP].peer_base) ||
+	    sent_total(c->ch.fd, &c->kd[TG_DIR_DOWN].peer_base))
+		return -errno;
+	err = relay_add(c->gw->relay, &t, c->ch.fd, c->uh.fd);
+	if (err)
+		return err;
+	gw_set_events(c->gw, &c->ch, EPOLLRDHUP);
+	gw_set_events(c->gw, &c->uh, EPOLLRDHUP);
+	return 0;
+}
+
+static void splice_events(struct conn *c)
+{
+	struct splice_dir *up = &c->sdir[TG_DIR_UP], *down = &c->sdir[TG_DIR_DOWN];
+	uint32_t ce = 0, ue = 0;
+
+	if (!up->eof && up->in_pipe < SPLICE_PIPE_BYTES)
+		ce |= EPOLLIN;
+	if (!down->eof && down->in_pipe < SPLICE_PIPE_BYTES)
+		ue |= EPOLLIN;
+	if (up->in_pipe)
+		ue |= EPOLLOUT;
+	if (down->in_pipe)
+		ce |= EPOLLOUT;
+	gw_set_events(c->gw, &c->ch, ce);
+	gw_set_events(c->gw, &c->uh, ue);
+}
+
+static int splice_start(struct conn *c)
+{
+	for (int d = 0; d < 2; d++) {
+		if (pipe2(c->sdir[d].pipe, O_NONBLOCK | O_CLOEXEC))
+			return -errno;
+		fcntl(c->sdir[d].pipe[1], F_SETPIPE_SZ, SPLICE_PIPE_BYTES);
+	}
+	splice_events(c);
+	return 0;
+}
+
+void tunnel_start(struct conn *c)
+{
+	struct gateway *gw = c->gw;
+	int err = -EOPNOTSUPP;
+
+	c->tunnel_id = ++gw->next_tunnel_id;
+	c->state = CS_TUNNEL;
+	c->deadline_ms = 0;
+	c->tunnel_start_ms = c->last_ms = now_ms();
+	free(c->cbuf);
+	c->cbuf = NULL;
+	c->clen = c->ccap = 0;
+	free(c->ubuf);
+	c->ubuf = NULL;
+	gw->ntunnels++;
+	gw->stats.tunnels_total++;
+
+	if (gw->default_relay == RK_SOCKMAP) {
+		err = sockmap_start(c);
+		if (!err) {
+			c->relay = RK_SOCKMAP;
+			gw->stats.tunnels_sockmap++;
+			pr_debug("tunnel %llu %s -> %s (%s): kernel relay",
+				 (unsigned long long)c->tunnel_id, c->cname, c->uname, c->target);
+			return;
+		}
+		/* E.g. a side already sent its FIN: the sockhash only takes established sockets. */
+		pr_debug("tunnel %llu: kernel relay refused it (%s), relaying with splice",
+			 (unsigned long long)c->tunnel_id, strerror(-err));
+	}
+	err = splice_start(c);
+	if (err) {
+		pr_warn("tunnel %llu: cannot create relay pipes: %s (raise the fd limit)",
+			(unsigned long long)c->tunnel_id, strerror(-err));
+		conn_close(c, "no relay");
+		return;
+	}
+	c->relay = RK_SPLICE;
+	gw->stats.tunnels_splice++;
+	pr_debug("tunnel %llu %s -> %s (%s): splice relay", (unsigned long long)c->tunnel_id,
+		 c->cname, c->uname, c->target);
+	/* Bytes may already wait in the receive queues. */
+	tunnel_event(c, &c->ch, EPOLLIN);
+}
+
+void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idle_ms)
+{
+	struct tg_tunnel t;
+
+	*up = c->bytes_up;
+	*down = c->bytes_down;
+	*idle_ms = now_ms() - c->last_ms;
+	if (c->relay != RK_SOCKMAP || relay_read(c->gw->relay, c->tunnel_id, &t))
+		return;
+	*up = t.bytes_up;
+	*down = t.bytes_down;
+	*idle_ms = (now_ns() - t.last_ns) / 1000000;
+}
+
+static void drain_unlink(struct conn *c)
+{
+	struct conn **pp;
+
+	if (!c->draining)
+		return;
+	for (pp = &c->gw->drain; *pp; pp = &(*pp)->drain_next)
+		if (*pp == c) {
+			*pp = c->drain_next;
+			break;
+		}
+	c->draining = false;
+}
+
+void tunnel_teardown(struct conn *c)
+{
+	struct gateway *gw = c->gw;
+	uint64_t up, down, idle;
+
+	tunnel_counters(c, &up, &down, &idle);
+	c->bytes_up = up;
+	c->bytes_down = down;
+	gw->stats.bytes_up += up;
+	gw->stats.bytes_down += down;
+	conn_log(c, "tunnel closed");
+	drain_unlink(c);
+	if (c->relay == RK_SOCKMAP)
+		relay_remove(gw->relay, c->tunnel_id, c->ch.fd, c->uh.fd);
+	for (int d = 0; d < 2; d++)
+		for (int i = 0; i < 2; i++)
+			if (c->sdir[d].pipe[i] >= 0) {
+				close(c->sdir[d].pipe[i]);
+				c->sdir[d].pipe[i] = -1;
+			}
+	gw->ntunnels--;
+	c->state = CS_HANDOFF; /* not a tunnel any more: conn_close must not come back */
+}
+
+/* A socket we need nothing more from (read side ended, write side shut) leaves epoll. */
+static void drop_if_done(struct conn *c, struct handle *h, bool read_done, bool write_done)
+{
+	if (read_done && write_done && h->in_epoll) {
+		epoll_ctl(c->gw->epfd, EPOLL_CTL_DEL, h->fd, NULL);
+		h->in_epoll = false;
+		h->events = 0;
+	}
+}
+
+static void tunnel_end(struct conn *c, const char *why)
+{
+	conn_close(c, why);
+}
+
+/* Move what can be moved in direction @d. Returns -errno on a socket error. */
+static int splice_pump(struct conn *c, int d)
+{
+	struct splice_dir *s = &c->sdir[d];
+	int src = dir_src(c, d), dst = dir_dst(c, d);
+
+	for (int i = 0; i < SPLICE_ROUNDS; i++) {
+		bool moved = false;
+		ssize_t n;
+
+		if (!s->eof && s->in_pipe < SPLICE_PIPE_BYTES) {
+			n = splice(src, NULL, s->pipe[1], NULL, SPLICE_PIPE_BYTES - s->in_pipe,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n > 0) {
+				s->in_pipe += n;
+				moved = true;
+			} else if (n == 0) {
+				s->eof = true;
+			} else if (errno != EAGAIN && errno != EINTR) {
+				return -errno;
+			}
+		}
+		if (s->in_pipe) {
+			n = splice(s->pipe[0], NULL, dst, NULL, s->in_pipe,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n > 0) {
+				s->in_pipe -= n;
+				if (d == TG_DIR_UP)
+					c->bytes_up += n;
+				else
+					c->bytes_down += n;
+				c->last_ms = now_ms();
+				moved = true;
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				return -errno;
+			}
+		}
+		if (!moved)
+			break;
+	}
+	if (s->eof && !s->in_pipe && !s->shut) {
+		shutdown(dst, SHUT_WR);
+		s->shut = true;
+	}
+	return 0;
+}
+
+static void splice_event(struct conn *c)
+{
+	int err;
+
+	for (int d = 0; d < 2; d++) {
+		err = splice_pump(c, d);
+		if (err) {
+			tunnel_end(c, strerror(-err));
+			return;
+		}
+	}
+	if (c->sdir[0].shut && c->sdir[1].shut) {
+		tunnel_end(c, NULL);
+		return;
+	}
+	splice_events(c);
+	drop_if_done(c, &c->ch, c->sdir[TG_DIR_UP].eof, c->sdir[TG_DIR_DOWN].shut);
+	drop_if_done(c, &c->uh, c->sdir[TG_DIR_DOWN].eof, c->sdir[TG_DIR_UP].shut);
+}
+
+/*
+ * Direction @d of a kernel-relayed tunnel has seen its FIN. True once every byte that
+ * came before it is in the peer's send queue, so the FIN can follow.
+ */
+static bool kdir_drained(struct conn *c, int d)
+{
+	struct kdir *k = &c->kd[d];
+	uint64_t relayed, sent;
+	struct tcp_info si;
+	struct tg_tunnel t;
+	int64_t arrived;
+
+	if (relay_read(c->gw->relay, c->tunnel_id, &t) || tcp_info_get(dir_src(c, d), &si))
+		return false;
+	/* Bytes that reached the source socket after the hand-off (the FIN counts one). */
+	arrived = (int64_t)si.tcpi_bytes_received - 1 - (int64_t)k->read_before;
+	relayed = (d == TG_DIR_UP ? t.bytes_up : t.bytes_down) - k->pre;
+	if ((int64_t)relayed < arrived)
+		return false; /* the verdict program has not seen the last bytes yet */
+	if (sent_total(dir_dst(c, d), &sent))
+		return false;
+	pr_debug("tunnel %llu dir %d: arrived %lld relayed %llu sent %llu",
+		 (unsigned long long)c->tunnel_id, d, (long long)arrived,
+		 (unsigned long long)relayed, (unsigned long long)(sent - k->peer_base));
+	return sent - k->peer_base >= relayed;
+}
+
+/* Check the FIN hand-overs of @c; returns true if the tunnel ended. */
+static bool kdir_check(struct conn *c)
+{
+	for (int d = 0; d < 2; d++) {
+		struct kdir *k = &c->kd[d];
+
+		if (k->eof && !k->shut && kdir_drained(c, d)) {
+			shutdown(dir_dst(c, d), SHUT_WR);
+			k->shut = true;
+		}
+	}
+	if (c->kd[0].shut && c->kd[1].shut) {
+		tunnel_end(c, NULL);
+		return true;
+	}
+	drop_if_done(c, &c->ch, c->kd[TG_DIR_UP].eof, c->kd[TG_DIR_DOWN].shut);
+	drop_if_done(c, &c->uh, c->kd[TG_DIR_DOWN].eof, c->kd[TG_DIR_UP].shut);
+	return false;
+}
+
+static void drain_schedule(struct conn *c)
+{
+	uint64_t now = now_ms();
+
+	if (!c->draining) {
+		c->draining = true;
+		c->drain_next = c->gw->drain;
+		c->gw->drain = c;
+		c->drain_backoff_ms = 1;
+	} else if (c->drain_backoff_ms < DRAIN_MAX_BACKOFF_MS) {
+		c->drain_backoff_ms *= 2;
+	}
+	c->drain_at_ms = now + c->drain_backoff_ms;
+}
+
+int tunnel_drain_poll(struct gateway *gw)
+{
+	uint64_t now = now_ms();
+	struct conn *c, *next;
+	int wait = -1;
+
+	for (c = gw->drain; c; c = next) {
+		next = c->drain_next;
+		if (c->drain_at_ms > now)
+			goto due;
+		if (kdir_check(c))
+			continue;
+		if (c->kd[0].eof == c->kd[0].shut && c->kd[1].eof == c->kd[1].shut) {
+			drain_unlink(c);
+			continue;
+		}
+		drain_schedule(c);
+due:
+		if (wait < 0 || (int)(c->drain_at_ms - now) < wait)
+			wait = c->drain_at_ms - now;
+	}
+	return wait;
+}
+
+static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
+{
+	int d = h->kind == H_CLIENT ? TG_DIR_UP : TG_DIR_DOWN;
+	struct tcp_info ti;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (events & EPOLLERR) {
+		getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		tunnel_end(c, err ? strerror(err) : "socket error");
+		return;
+	}
+	if (tcp_info_get(h->fd, &ti) || ti.tcpi_state == TCPS_CLOSE) {
+		tunnel_end(c, d == TG_DIR_UP ? "client reset" : "upstream reset");
+		return;
+	}
+	if (!c->kd[d].eof && fin_received(ti.tcpi_state)) {
+		c->kd[d].eof = true;
+		/* Level-triggered RDHUP would fire forever: errors still come as EPOLLERR. */
+		gw_set_events(c->gw, h, 0);
+		if (!kdir_check(c))
+			drain_schedule(c);
+	}
+}
+
+void tunnel_event(struct conn *c, struct handle *h, uint32_t events)
+{
+	if (c->relay == RK_SOCKMAP) {
+		sockmap_event(c, h, events);
+		return;
+	}
+	if (events & EPOLLERR) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		tunnel_end(c, err ? strerror(err) : "socket error");
+		return;
+	}
+	splice_event(c);
+}
