@@ -29,6 +29,7 @@
 #define OBUF_HIGH (256 * 1024) /* stop reading an error body while this much waits */
 #define MAX_EVENTS 256
 #define TIMER_TICK_MS 50
+#define IDLE_SCAN_MS 1000
 
 static const char *const reason_phrase[][2] = {
 	{ "400", "Bad Request" },	      { "403", "Forbidden" },
@@ -254,6 +255,19 @@ static void conn_update(struct conn *c)
 
 static void reply_done(struct conn *c);
 
+/*
+ * True if the client sent bytes after its CONNECT head (an optimistic tunnel, such as
+ * a TLS ClientHello): they must never be read as the next request.
+ */
+static bool sent_past_head(struct conn *c)
+{
+	int pending = 0;
+
+	if (c->clen > (size_t)c->req_len)
+		return true;
+	return ioctl(c->ch.fd, SIOCINQ, &pending) == 0 && pending > 0;
+}
+
 /* Answer the client with a gateway-made response, then go on or close. */
 static void reply(struct conn *c, int status, bool keep, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -271,7 +285,7 @@ static void reply(struct conn *c, int status, bool keep, const char *fmt, ...)
 	if (blen > (int)sizeof(body) - 2)
 		blen = sizeof(body) - 2;
 	body[blen++] = '\n';
-	keep = keep && c->req_len > 0 && c->req.keep_alive && c->clen == (size_t)c->req_len;
+	keep = keep && c->req_len > 0 && c->req.keep_alive && !sent_past_head(c);
 	hlen = snprintf(head, sizeof(head),
 			"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n",
 			status, status_reason(status), blen, keep ? "" : "Connection: close\r\n");
@@ -587,8 +601,7 @@ static void response_head(struct conn *c)
 {
 	char head[16384], extra[96];
 	enum http_framing f;
-	bool keep, optimistic;
-	int pending = 0;
+	bool keep;
 	ssize_t n;
 
 	c->status = c->resp.status;
@@ -614,10 +627,7 @@ static void response_head(struct conn *c)
 		return;
 	}
 
-	/* Tunnel bytes the client already sent must never be read as the next request. */
-	ioctl(c->ch.fd, SIOCINQ, &pending);
-	optimistic = c->clen > (size_t)c->req_len || pending > 0;
-	keep = c->req.keep_alive && !optimistic;
+	keep = c->req.keep_alive && !sent_past_head(c);
 	f = http_body_framing(&c->resp);
 	extra[0] = '\0';
 	if (f == HTTP_BODY_LENGTH)
@@ -959,6 +969,23 @@ static void check_deadlines(struct gateway *gw)
 	}
 }
 
+/* Close tunnels idle for longer than idle_timeout_ms (the BPF last-activity time). */
+static void idle_scan(struct gateway *gw)
+{
+	struct conn *c, *next;
+
+	for (c = gw->conns; c; c = next) {
+		uint64_t up, down, idle;
+
+		next = c->next;
+		if (c->state != CS_TUNNEL || !c->cfg->idle_timeout_ms)
+			continue;
+		tunnel_counters(c, &up, &down, &idle);
+		if (idle >= c->cfg->idle_timeout_ms)
+			conn_close(c, "tunnel idle for idle_timeout_ms");
+	}
+}
+
 /* Open a listening socket for @a. */
 static int listen_on(const struct sockaddr_any *a)
 {
@@ -1176,7 +1203,7 @@ int gateway_run(struct config *cfg, const char *path)
 {
 	struct gateway gw = { .cfg = cfg, .cfg_path = path, .ctl = { .fd = -1 } };
 	struct epoll_event ev[MAX_EVENTS];
-	uint64_t last_tick = 0;
+	uint64_t last_tick = 0, last_idle_scan = 0;
 	int rc = 1;
 
 	cfg->refs = 1;
@@ -1247,6 +1274,10 @@ int gateway_run(struct config *cfg, const char *path)
 		if (now_ms() - last_tick >= TIMER_TICK_MS) {
 			last_tick = now_ms();
 			check_deadlines(&gw);
+		}
+		if (now_ms() - last_idle_scan >= IDLE_SCAN_MS) {
+			last_idle_scan = now_ms();
+			idle_scan(&gw);
 		}
 		bury(&gw);
 	}
