@@ -37,11 +37,29 @@ struct tg_tunnel {
 	__u32 pad;
 };
 
+/*
+ * Default bound on bytes redirected from one socket but not yet taken by its peer's
+ * TCP send path (max_backlog_bytes).
+ */
+#ifndef TG_DEFAULT_MAX_BACKLOG
+#define TG_DEFAULT_MAX_BACKLOG (4u << 20)
+#endif
+
 /* One relay socket (value of the `ends` map, keyed by socket cookie). */
 struct tg_end {
 	__u64 peer_cookie; /* where bytes read from this socket go */
 	__u64 tunnel_id;
+	__u64 relayed;     /* bytes redirected from this socket (BPF) */
 	__u32 dir;         /* enum tg_dir of bytes read from this socket */
+	__u32 paused;      /* BPF sets it when the backlog crosses the bound; the daemon clears it */
+	__u32 peer_seq0;   /* the peer's write_seq before the first redirected byte (BPF) */
+	__u32 seq0_set;
+};
+
+/* Ring buffer record: the socket of @tunnel_id that sends in @dir must pause. */
+struct tg_event {
+	__u64 tunnel_id;
+	__u32 dir;
 	__u32 pad;
 };
 

@@ -84,6 +84,7 @@ struct config {
 	unsigned idle_timeout_ms; /* 0 = no limit */
 	unsigned drain_timeout_ms;
 	unsigned max_header_bytes;
+	uint64_t max_backlog_bytes; /* per tunnel direction, kernel and splice relay */
 	char access_log[256];    /* path, or "-" for stderr */
 	struct pool *pools;
 	unsigned npools;
@@ -99,7 +100,7 @@ struct config {
  * Defaults (DESIGN.md): relay auto, control /run/tunnelgate/control.sock,
  * bpf_pin_dir /sys/fs/bpf/tunnelgate, connect_ports 443, header_timeout_ms 10000,
  * connect_timeout_ms 5000, idle_timeout_ms 0, drain_timeout_ms 30000,
- * max_header_bytes 16384, access_log "-". At least one listen and one pool are
+ * max_header_bytes 16384, max_backlog_bytes 4194304 (65536..1073741824), access_log "-". At least one listen and one pool are
  * required; [route] default names an existing pool (if absent and there is exactly
  * one pool, that pool is the default).
  */

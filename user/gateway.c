@@ -1120,6 +1120,8 @@ static void reload(struct gateway *gw)
 	cfg->refs = 1;
 	config_put(gw->cfg);
 	gw->cfg = cfg;
+	if (gw->relay)
+		relay_set_max_backlog(gw->relay, cfg->max_backlog_bytes);
 	pr_info("reloaded %s: %u listeners, %u pools, %u rules", gw->cfg_path, cfg->nlisten,
 		cfg->npools, cfg->nrules);
 }
@@ -1174,7 +1176,10 @@ static int open_relay(struct gateway *gw)
 	gw->relay = relay_open(gw->cfg->bpf_pin_dir, why, sizeof(why));
 	if (gw->relay) {
 		gw->default_relay = RK_SOCKMAP;
-		return 0;
+		relay_set_max_backlog(gw->relay, gw->cfg->max_backlog_bytes);
+		gw->relay_events = (struct handle){ .kind = H_RELAY_EVENTS, .owner = gw };
+		gw->relay_events.fd = relay_events_fd(gw->relay);
+		return gw_set_events(gw, &gw->relay_events, EPOLLIN);
 	}
 	if (gw->cfg->relay == RELAY_SOCKMAP) {
 		pr_warn("relay = sockmap: %s", why);
@@ -1190,7 +1195,9 @@ static void shutdown_all(struct gateway *gw)
 		conn_close(gw->conns, "daemon exiting");
 	listeners_close(gw);
 	control_close(gw);
-	relay_close(gw->relay);
+	if (gw->relay && gw->relay_events.in_epoll)
+		epoll_ctl(gw->epfd, EPOLL_CTL_DEL, gw->relay_events.fd, NULL);
+	relay_close(gw->relay); /* owns the ring buffer fd */
 	gw_forget(gw, &gw->sigh);
 	if (gw->access_log && gw->access_log != stderr)
 		fclose(gw->access_log);
@@ -1228,7 +1235,7 @@ int gateway_run(struct config *cfg, const char *path)
 
 	for (;;) {
 		int timeout = gw.conns ? TIMER_TICK_MS : -1;
-		int drain = tunnel_drain_poll(&gw);
+		int drain = tunnel_watch_poll(&gw);
 		int n;
 
 		if (drain >= 0 && (timeout < 0 || drain < timeout))
@@ -1268,6 +1275,9 @@ int gateway_run(struct config *cfg, const char *path)
 			case H_CONTROL:
 			case H_CTL_CLIENT:
 				control_event(&gw, h, ev[i].events);
+				break;
+			case H_RELAY_EVENTS:
+				tunnel_relay_events(&gw);
 				break;
 			}
 		}

@@ -18,7 +18,7 @@
 struct conn;
 struct gateway;
 
-enum handle_kind { H_LISTEN, H_CLIENT, H_UPSTREAM, H_SIGNAL, H_CONTROL, H_CTL_CLIENT };
+enum handle_kind { H_LISTEN, H_CLIENT, H_UPSTREAM, H_SIGNAL, H_CONTROL, H_CTL_CLIENT, H_RELAY_EVENTS };
 
 /* What epoll's data.ptr points at. */
 struct handle {
@@ -55,12 +55,13 @@ struct splice_dir {
 	bool shut;               /* shutdown(peer, SHUT_WR) done */
 };
 
-/* One direction of a kernel relay, for the FIN hand-over (see tunnel.c). */
+/* One direction of a kernel relay, for the FIN hand-over and flow control (tunnel.c). */
 struct kdir {
 	uint64_t pre;            /* bytes the daemon forwarded before the hand-off */
 	uint64_t read_before;    /* bytes the daemon read from the source socket */
 	uint64_t peer_base;      /* bytes the daemon wrote into the peer before the hand-off */
 	bool eof, shut;
+	bool paused;             /* source socket out of `ingress`: its backlog is too long */
 };
 
 struct conn {
@@ -110,10 +111,12 @@ struct conn {
 	uint64_t bytes_up, bytes_down; /* splice relay, and bytes forwarded before the hand-off */
 	struct splice_dir sdir[2];     /* [TG_DIR_UP], [TG_DIR_DOWN] */
 	struct kdir kd[2];
-	bool draining;           /* on gw->drain list: FIN hand-over pending */
-	struct conn *drain_next;
-	unsigned drain_backoff_ms;
-	uint64_t drain_at_ms;
+	bool demote;             /* leaving the kernel relay for splice (see tunnel.c) */
+	bool watched;            /* on gw->watch: FIN hand-over or paused direction */
+	struct conn *watch_next;
+	unsigned watch_backoff_ms;
+	uint64_t watch_at_ms;
+	struct conn *hash_next;  /* gw->tun_hash chain */
 };
 
 struct listener {
@@ -125,6 +128,7 @@ struct listener {
 struct gw_stats {
 	uint64_t accepted, requests, tunnels_total, tunnels_sockmap, tunnels_splice;
 	uint64_t rejected, upstream_errors, timeouts, bad_requests;
+	uint64_t pauses, resumes, demotions;
 	uint64_t bytes_up, bytes_down; /* of closed tunnels */
 };
 
@@ -140,7 +144,10 @@ struct gateway {
 	enum relay_kind default_relay;
 	struct conn *conns;      /* every client connection */
 	unsigned nconns, ntunnels;
-	struct conn *drain;      /* tunnels with a FIN hand-over pending */
+	struct conn *watch;      /* kernel-relayed tunnels polled for FIN hand-over or resume */
+	struct handle relay_events;
+#define TUN_HASH_BUCKETS 16384
+	struct conn *tun_hash[TUN_HASH_BUCKETS]; /* open tunnels by id */
 	struct conn *graveyard;  /* closed this round; freed after the event batch */
 	uint64_t next_tunnel_id;
 	FILE *access_log;
@@ -163,8 +170,10 @@ int obuf_flush(struct obuf *b, int fd);
 /* Both sockets are connected, both pending buffers flushed: start relaying. */
 void tunnel_start(struct conn *c);
 void tunnel_event(struct conn *c, struct handle *h, uint32_t events);
-/* Check FIN hand-overs due now; returns ms until the next check, or -1 for none. */
-int tunnel_drain_poll(struct gateway *gw);
+/* Check watched tunnels due now; returns ms until the next check, or -1 for none. */
+int tunnel_watch_poll(struct gateway *gw);
+/* The kernel relay asked for pauses. */
+void tunnel_relay_events(struct gateway *gw);
 /* Counters of an open tunnel as the CLI shows them. */
 void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idle_ms);
 void tunnel_teardown(struct conn *c);

@@ -38,4 +38,29 @@ void relay_remove(struct relay *r, uint64_t id, int cfd, int ufd);
 /* Read tunnel @id's map value into @t. Returns 0 or -ENOENT. */
 int relay_read(struct relay *r, uint64_t id, struct tg_tunnel *t);
 
+/* Read the flow control state of relay socket @fd. Returns 0 or -errno. */
+int relay_read_end(struct relay *r, int fd, struct tg_end *e);
+
+/* Bound each direction's backlog to @bytes (max_backlog_bytes); applies at once. */
+void relay_set_max_backlog(struct relay *r, uint64_t bytes);
+
+/*
+ * Stop relaying the bytes that arrive on @fd: they stay in its receive queue and TCP
+ * flow control slows its sender. The socket stays a redirect target for its peer.
+ */
+int relay_pause(struct relay *r, int fd);
+
+/*
+ * Relay @fd's bytes again, the queued ones at once. -EOPNOTSUPP if the socket is no
+ * longer established (its FIN arrived while paused): the sockhash refuses it then.
+ */
+int relay_resume(struct relay *r, int fd);
+
+/* The ring buffer's fd, readable when pause requests wait. */
+int relay_events_fd(struct relay *r);
+
+/* Hand each waiting pause request to @cb. */
+void relay_events_consume(struct relay *r, void (*cb)(void *ctx, const struct tg_event *ev),
+			  void *ctx);
+
 #endif

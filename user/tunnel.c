@@ -28,7 +28,7 @@
 
 #define SPLICE_PIPE_BYTES (256 * 1024)
 #define SPLICE_ROUNDS 16
-#define DRAIN_MAX_BACKOFF_MS 50
+#define WATCH_MAX_BACKOFF_MS 16
 
 /* TCP states as tcp_info reports them (include/net/tcp_states.h). */
 enum { TCPS_TIME_WAIT = 6, TCPS_CLOSE = 7, TCPS_CLOSE_WAIT = 8, TCPS_LAST_ACK = 9, TCPS_CLOSING = 11 };
@@ -146,6 +146,46 @@ static int splice_start(struct conn *c)
 	return 0;
 }
 
+static void watch_unlink(struct conn *c)
+{
+	struct conn **pp;
+
+	if (!c->watched)
+		return;
+	for (pp = &c->gw->watch; *pp; pp = &(*pp)->watch_next)
+		if (*pp == c) {
+			*pp = c->watch_next;
+			break;
+		}
+	c->watched = false;
+}
+
+static struct conn **hash_slot(struct gateway *gw, uint64_t id)
+{
+	return &gw->tun_hash[id % TUN_HASH_BUCKETS];
+}
+
+static void hash_del(struct conn *c)
+{
+	struct conn **pp;
+
+	for (pp = hash_slot(c->gw, c->tunnel_id); *pp; pp = &(*pp)->hash_next)
+		if (*pp == c) {
+			*pp = c->hash_next;
+			return;
+		}
+}
+
+static struct conn *hash_find(struct gateway *gw, uint64_t id)
+{
+	struct conn *c;
+
+	for (c = *hash_slot(gw, id); c; c = c->hash_next)
+		if (c->tunnel_id == id)
+			return c;
+	return NULL;
+}
+
 void tunnel_start(struct conn *c)
 {
 	struct gateway *gw = c->gw;
@@ -162,6 +202,8 @@ void tunnel_start(struct conn *c)
 	c->ubuf = NULL;
 	gw->ntunnels++;
 	gw->stats.tunnels_total++;
+	c->hash_next = *hash_slot(gw, c->tunnel_id);
+	*hash_slot(gw, c->tunnel_id) = c;
 
 	if (gw->default_relay == RK_SOCKMAP) {
 		err = sockmap_start(c);
@@ -205,20 +247,6 @@ void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idl
 	*idle_ms = (now_ns() - t.last_ns) / 1000000;
 }
 
-static void drain_unlink(struct conn *c)
-{
-	struct conn **pp;
-
-	if (!c->draining)
-		return;
-	for (pp = &c->gw->drain; *pp; pp = &(*pp)->drain_next)
-		if (*pp == c) {
-			*pp = c->drain_next;
-			break;
-		}
-	c->draining = false;
-}
-
 void tunnel_teardown(struct conn *c)
 {
 	struct gateway *gw = c->gw;
@@ -230,7 +258,8 @@ void tunnel_teardown(struct conn *c)
 	gw->stats.bytes_up += up;
 	gw->stats.bytes_down += down;
 	conn_log(c, "tunnel closed");
-	drain_unlink(c);
+	watch_unlink(c);
+	hash_del(c);
 	if (c->relay == RK_SOCKMAP)
 		relay_remove(gw->relay, c->tunnel_id, c->ch.fd, c->uh.fd);
 	for (int d = 0; d < 2; d++)
@@ -326,39 +355,121 @@ static void splice_event(struct conn *c)
 }
 
 /*
- * Direction @d of a kernel-relayed tunnel has seen its FIN. True once every byte that
- * came before it is in the peer's send queue, so the FIN can follow.
+ * Bytes of direction @d redirected by the kernel relay that the peer's send path has
+ * not taken yet (@relayed: all bytes redirected). Returns 0 or -errno.
+ */
+static int kdir_backlog(struct conn *c, int d, uint64_t *backlog, uint64_t *relayed)
+{
+	struct tg_end e;
+	uint64_t sent;
+	int err;
+
+	err = relay_read_end(c->gw->relay, dir_src(c, d), &e);
+	if (!err)
+		err = sent_total(dir_dst(c, d), &sent);
+	if (err)
+		return err;
+	sent -= c->kd[d].peer_base;
+	*relayed = e.relayed;
+	*backlog = e.relayed > sent ? e.relayed - sent : 0;
+	return 0;
+}
+
+/*
+ * Direction @d has seen its FIN. True once every byte that came before it is in the
+ * peer's send queue, so the FIN can follow.
  */
 static bool kdir_drained(struct conn *c, int d)
 {
-	struct kdir *k = &c->kd[d];
-	uint64_t relayed, sent;
+	uint64_t backlog, relayed;
 	struct tcp_info si;
-	struct tg_tunnel t;
 	int64_t arrived;
 
-	if (relay_read(c->gw->relay, c->tunnel_id, &t) || tcp_info_get(dir_src(c, d), &si))
+	if (tcp_info_get(dir_src(c, d), &si) || kdir_backlog(c, d, &backlog, &relayed))
 		return false;
 	/* Bytes that reached the source socket after the hand-off (the FIN counts one). */
-	arrived = (int64_t)si.tcpi_bytes_received - 1 - (int64_t)k->read_before;
-	relayed = (d == TG_DIR_UP ? t.bytes_up : t.bytes_down) - k->pre;
-	if ((int64_t)relayed < arrived)
-		return false; /* the verdict program has not seen the last bytes yet */
-	if (sent_total(dir_dst(c, d), &sent))
-		return false;
-	pr_debug("tunnel %llu dir %d: arrived %lld relayed %llu sent %llu",
+	arrived = (int64_t)si.tcpi_bytes_received - 1 - (int64_t)c->kd[d].read_before;
+	pr_debug("tunnel %llu dir %d: arrived %lld relayed %llu backlog %llu",
 		 (unsigned long long)c->tunnel_id, d, (long long)arrived,
-		 (unsigned long long)relayed, (unsigned long long)(sent - k->peer_base));
-	return sent - k->peer_base >= relayed;
+		 (unsigned long long)relayed, (unsigned long long)backlog);
+	/* relayed < arrived: the verdict program has not seen the last bytes yet. */
+	return (int64_t)relayed >= arrived && backlog == 0;
 }
 
-/* Check the FIN hand-overs of @c; returns true if the tunnel ended. */
+/*
+ * Leave the kernel relay for splice. Needed when a paused direction's FIN arrives: the
+ * sockhash takes only established sockets, so its queued bytes could not be relayed
+ * again. Both directions pause, and once nothing is in flight between the sockets
+ * they leave the maps; splice then reads what waits in their receive queues.
+ */
+static bool demote(struct conn *c)
+{
+	uint64_t backlog, relayed, up, down, idle;
+
+	for (int d = 0; d < 2; d++) {
+		if (!c->kd[d].paused && !c->kd[d].shut) {
+			relay_pause(c->gw->relay, dir_src(c, d));
+			c->kd[d].paused = true;
+		}
+		if (kdir_backlog(c, d, &backlog, &relayed) || backlog)
+			return false;
+	}
+	tunnel_counters(c, &up, &down, &idle);
+	relay_remove(c->gw->relay, c->tunnel_id, c->ch.fd, c->uh.fd);
+	c->bytes_up = up;
+	c->bytes_down = down;
+	watch_unlink(c);
+	c->gw->stats.demotions++;
+	for (int d = 0; d < 2; d++)
+		c->sdir[d].eof = c->sdir[d].shut = c->kd[d].shut;
+	pr_debug("tunnel %llu: a paused side closed, relaying the rest with splice",
+		 (unsigned long long)c->tunnel_id);
+	if (splice_start(c)) {
+		tunnel_end(c, "cannot create relay pipes");
+		return true;
+	}
+	c->relay = RK_SPLICE;
+	gw_set_events(c->gw, &c->ch, 0);
+	splice_event(c);
+	return true;
+}
+
+/* Resume paused directions whose backlog fell under half the bound. */
+static void kdir_resume(struct conn *c)
+{
+	uint64_t low = c->cfg->max_backlog_bytes / 2, backlog, relayed;
+	struct tcp_info si;
+
+	for (int d = 0; d < 2 && !c->demote; d++) {
+		if (!c->kd[d].paused)
+			continue;
+		if (tcp_info_get(dir_src(c, d), &si) || fin_received(si.tcpi_state)) {
+			c->demote = true;
+			break;
+		}
+		if (kdir_backlog(c, d, &backlog, &relayed) || backlog > low)
+			continue;
+		if (relay_resume(c->gw->relay, dir_src(c, d))) {
+			c->demote = true;
+			break;
+		}
+		c->kd[d].paused = false;
+		c->gw->stats.resumes++;
+	}
+}
+
+/* Check FIN hand-overs and pauses of @c; returns true if it needs no more watching. */
 static bool kdir_check(struct conn *c)
 {
+	if (c->demote)
+		return demote(c);
+	kdir_resume(c);
+	if (c->demote)
+		return demote(c);
 	for (int d = 0; d < 2; d++) {
 		struct kdir *k = &c->kd[d];
 
-		if (k->eof && !k->shut && kdir_drained(c, d)) {
+		if (k->eof && !k->shut && !k->paused && kdir_drained(c, d)) {
 			shutdown(dir_dst(c, d), SHUT_WR);
 			k->shut = true;
 		}
@@ -369,46 +480,66 @@ static bool kdir_check(struct conn *c)
 	}
 	drop_if_done(c, &c->ch, c->kd[TG_DIR_UP].eof, c->kd[TG_DIR_DOWN].shut);
 	drop_if_done(c, &c->uh, c->kd[TG_DIR_DOWN].eof, c->kd[TG_DIR_UP].shut);
-	return false;
+	for (int d = 0; d < 2; d++)
+		if (c->kd[d].paused || c->kd[d].eof != c->kd[d].shut)
+			return false;
+	return true;
 }
 
-static void drain_schedule(struct conn *c)
+static void watch(struct conn *c, bool soon)
 {
-	uint64_t now = now_ms();
-
-	if (!c->draining) {
-		c->draining = true;
-		c->drain_next = c->gw->drain;
-		c->gw->drain = c;
-		c->drain_backoff_ms = 1;
-	} else if (c->drain_backoff_ms < DRAIN_MAX_BACKOFF_MS) {
-		c->drain_backoff_ms *= 2;
+	if (!c->watched) {
+		c->watched = true;
+		c->watch_next = c->gw->watch;
+		c->gw->watch = c;
+		c->watch_backoff_ms = 1;
+	} else if (soon) {
+		c->watch_backoff_ms = 1;
+	} else if (c->watch_backoff_ms < WATCH_MAX_BACKOFF_MS) {
+		c->watch_backoff_ms *= 2;
 	}
-	c->drain_at_ms = now + c->drain_backoff_ms;
+	c->watch_at_ms = now_ms() + c->watch_backoff_ms;
 }
 
-int tunnel_drain_poll(struct gateway *gw)
+int tunnel_watch_poll(struct gateway *gw)
 {
 	uint64_t now = now_ms();
 	struct conn *c, *next;
 	int wait = -1;
 
-	for (c = gw->drain; c; c = next) {
-		next = c->drain_next;
-		if (c->drain_at_ms > now)
-			goto due;
-		if (kdir_check(c))
-			continue;
-		if (c->kd[0].eof == c->kd[0].shut && c->kd[1].eof == c->kd[1].shut) {
-			drain_unlink(c);
-			continue;
+	for (c = gw->watch; c; c = next) {
+		next = c->watch_next;
+		if (c->watch_at_ms <= now) {
+			if (kdir_check(c)) {
+				watch_unlink(c);
+				continue;
+			}
+			watch(c, false);
 		}
-		drain_schedule(c);
-due:
-		if (wait < 0 || (int)(c->drain_at_ms - now) < wait)
-			wait = c->drain_at_ms - now;
+		if (wait < 0 || (int)(c->watch_at_ms - now) < wait)
+			wait = c->watch_at_ms > now ? c->watch_at_ms - now : 0;
 	}
 	return wait;
+}
+
+static void on_pause(void *ctx, const struct tg_event *ev)
+{
+	struct gateway *gw = ctx;
+	struct conn *c = hash_find(gw, ev->tunnel_id);
+	int d = ev->dir == TG_DIR_UP ? TG_DIR_UP : TG_DIR_DOWN;
+
+	if (!c || c->relay != RK_SOCKMAP || c->kd[d].paused)
+		return;
+	if (relay_pause(gw->relay, dir_src(c, d)))
+		return;
+	c->kd[d].paused = true;
+	gw->stats.pauses++;
+	watch(c, true);
+}
+
+void tunnel_relay_events(struct gateway *gw)
+{
+	relay_events_consume(gw->relay, on_pause, gw);
 }
 
 static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
@@ -432,7 +563,7 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 		/* Level-triggered RDHUP would fire forever: errors still come as EPOLLERR. */
 		gw_set_events(c->gw, h, 0);
 		if (!kdir_check(c))
-			drain_schedule(c);
+			watch(c, true);
 	}
 }
 
