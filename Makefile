@@ -86,7 +86,7 @@ $(OUT)/%.o: user/%.c | $(OUT)
 # llhttp's generated C, compiled in; its own warnings are not ours to fix.
 $(OUT)/llhttp/%.o: $(LLHTTP)/%.c | $(OUT)/llhttp
 	$(call msg,CC,$@)
-	$(Q)$(CC) -O2 -g -I$(LLHTTP_H) -c $< -o $@
+	$(Q)$(CC) -O2 -g -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_H) -c $< -o $@
 
 $(OUT)/tunnelgated: $(DAEMON_OBJS)
 	$(call msg,LINK,$@)
@@ -102,7 +102,7 @@ $(OUT)/san/%.o: user/%.c | $(OUT)/san
 	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) $(INCLUDES) -c $< -o $@
 
 $(OUT)/san/llhttp-%.o: $(LLHTTP)/%.c | $(OUT)/san
-	$(Q)$(CC) $(SANFLAGS) -I$(LLHTTP_H) -c $< -o $@
+	$(Q)$(CC) $(SANFLAGS) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_H) -c $< -o $@
 
 SAN_LLHTTP := $(OUT)/san/llhttp-api.o $(OUT)/san/llhttp-http.o $(OUT)/san/llhttp-llhttp.o
 $(OUT)/tests/test_config: $(OUT)/san/config.o $(OUT)/san/rules.o $(OUT)/san/log.o
