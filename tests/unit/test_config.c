@@ -1,0 +1,647 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* config_load() on temporary files: every option, every default, every error class. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+/* The fixture owns the temp file and the config: a failed assert longjmps past us. */
+struct fx {
+	char path[64];
+	struct config cfg;
+	char err[512];
+	int ret;
+};
+
+static int setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	if (!fx)
+		return -1;
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	config_free(&fx->cfg);
+	if (fx->path[0])
+		unlink(fx->path);
+	free(fx);
+	return 0;
+}
+
+static int load(struct fx *fx, const char *text)
+{
+	int fd;
+
+	config_free(&fx->cfg);
+	if (fx->path[0])
+		unlink(fx->path);
+	strcpy(fx->path, "/tmp/test_config.XXXXXX");
+	fd = mkstemp(fx->path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	fx->ret = config_load(fx->path, &fx->cfg, fx->err, sizeof(fx->err));
+	return fx->ret;
+}
+
+static void load_ok(struct fx *fx, const char *text)
+{
+	if (load(fx, text))
+		fail_msg("config_load failed: %d %s", fx->ret, fx->err);
+	assert_string_equal(fx->err, "");
+}
+
+#define MINIMAL "[gateway]\nlisten = 127.0.0.1:3128\n[pool direct]\ndirect = yes\n"
+
+static const char full_conf[] =
+	"[gateway]\n"
+	"listen = 127.0.0.1:3128          ; host:port, may repeat\n"
+	"relay = auto                     ; auto | sockmap | splice\n"
+	"control = /run/tunnelgate/control.sock\n"
+	"bpf_pin_dir = /sys/fs/bpf/tunnelgate\n"
+	"connect_ports = 443              ; allowed CONNECT target ports, comma list, or *\n"
+	"header_timeout_ms = 10000        ; whole request/response head must arrive in time\n"
+	"connect_timeout_ms = 5000        ; dialing an upstream\n"
+	"idle_timeout_ms = 0              ; tunnel idle limit, 0 = none\n"
+	"drain_timeout_ms = 30000         ; on SIGTERM, how long open tunnels may finish\n"
+	"max_header_bytes = 16384\n"
+	"access_log = -                   ; path, or - for stderr\n"
+	"\n"
+	"[pool proxies]\n"
+	"balance = roundrobin             ; roundrobin | leastconn | source | target\n"
+	"server = 127.0.0.1:8888          ; host:port [weight=N], may repeat\n"
+	"server = 127.0.0.1:8889 weight=2\n"
+	"\n"
+	"[pool local]\n"
+	"direct = yes                     ; the gateway itself connects to the CONNECT target\n"
+	"\n"
+	"[rule admin-guard]               ; rules run in file order; first terminal action wins\n"
+	"path_prefix = /admin\n"
+	"client_not_in = 10.0.0.0/8       ; comma list of CIDRs (IPv4 and IPv6)\n"
+	"action = reject                  ; reject (403) | pool NAME | tunnel\n"
+	"\n"
+	"[rule by-host]\n"
+	"host = Some.Host.com\n"
+	"method = get\n"
+	"client_in = 192.168.0.0/16, fd00::/8\n"
+	"action = pool somepool\n"
+	"\n"
+	"[rule pass]\n"
+	"action = tunnel\n"
+	"\n"
+	"[pool somepool]\n"
+	"balance = leastconn\n"
+	"server = [::1]:8080 weight=1000\n"
+	"\n"
+	"[route]\n"
+	"default = proxies                ; pool used when no rule picks one\n";
+
+static void test_full(void **state)
+{
+	struct fx *fx = *state;
+	struct config *c = &fx->cfg;
+	char buf[64];
+
+	load_ok(fx, full_conf);
+	assert_string_equal(c->path, fx->path);
+	assert_int_equal(c->nlisten, 1);
+	assert_string_equal(sockaddr_fmt(&c->listen[0], buf, sizeof(buf)), "127.0.0.1:3128");
+	assert_int_equal(c->listen[0].len, sizeof(struct sockaddr_in));
+	assert_int_equal(c->relay, RELAY_AUTO);
+	assert_string_equal(c->control, "/run/tunnelgate/control.sock");
+	assert_string_equal(c->bpf_pin_dir, "/sys/fs/bpf/tunnelgate");
+	assert_true(config_port_allowed(c, 443));
+	assert_false(config_port_allowed(c, 80));
+	assert_string_equal(c->access_log, "-");
+
+	assert_int_equal(c->npools, 3);
+	assert_string_equal(c->pools[0].name, "proxies");
+	assert_int_equal(c->pools[0].balance, BAL_ROUNDROBIN);
+	assert_false(c->pools[0].direct);
+	assert_int_equal(c->pools[0].nservers, 2);
+	assert_string_equal(c->pools[0].servers[0].name, "127.0.0.1:8888");
+	assert_int_equal(c->pools[0].servers[0].weight, 1);
+	assert_string_equal(c->pools[0].servers[1].name, "127.0.0.1:8889");
+	assert_int_equal(c->pools[0].servers[1].weight, 2);
+	assert_string_equal(c->pools[1].name, "local");
+	assert_true(c->pools[1].direct);
+	assert_int_equal(c->pools[1].nservers, 0);
+	assert_string_equal(c->pools[2].name, "somepool");
+	assert_int_equal(c->pools[2].balance, BAL_LEASTCONN);
+	assert_string_equal(c->pools[2].servers[0].name, "[::1]:8080");
+	assert_int_equal(c->pools[2].servers[0].weight, 1000);
+
+	assert_int_equal(c->nrules, 3);
+	assert_string_equal(c->rules[0].name, "admin-guard");
+	assert_int_equal(c->rules[0].line, 22);
+	assert_string_equal(c->rules[0].path_prefix, "/admin");
+	assert_null(c->rules[0].host);
+	assert_int_equal(c->rules[0].nclient_not_in, 1);
+	assert_int_equal(c->rules[0].client_not_in[0].len, 96 + 8);
+	assert_int_equal(c->rules[0].action, ACT_REJECT);
+	assert_string_equal(c->rules[1].name, "by-host");
+	assert_string_equal(c->rules[1].host, "some.host.com");
+	assert_string_equal(c->rules[1].method, "GET");
+	assert_int_equal(c->rules[1].nclient_in, 2);
+	assert_int_equal(c->rules[1].client_in[1].len, 8);
+	assert_int_equal(c->rules[1].action, ACT_POOL);
+	assert_int_equal(c->rules[1].pool, 2); /* defined after the rule */
+	assert_int_equal(c->rules[2].action, ACT_TUNNEL);
+	assert_int_equal(c->default_pool, 0);
+}
+
+/* Every default of config.h, on a file that sets nothing but the required parts. */
+static void test_defaults(void **state)
+{
+	struct fx *fx = *state;
+	struct config *c = &fx->cfg;
+
+	load_ok(fx, MINIMAL);
+	assert_int_equal(c->relay, RELAY_AUTO);
+	assert_string_equal(c->control, "/run/tunnelgate/control.sock");
+	assert_string_equal(c->bpf_pin_dir, "/sys/fs/bpf/tunnelgate");
+	assert_false(c->connect_ports_any);
+	for (unsigned p = 0; p <= 65536; p++)
+		assert_int_equal(config_port_allowed(c, p), p == 443);
+	assert_int_equal(c->header_timeout_ms, 10000);
+	assert_int_equal(c->connect_timeout_ms, 5000);
+	assert_int_equal(c->idle_timeout_ms, 0);
+	assert_int_equal(c->drain_timeout_ms, 30000);
+	assert_int_equal(c->max_header_bytes, 16384);
+	assert_int_equal(c->max_backlog_bytes, 4194304);
+	assert_string_equal(c->access_log, "-");
+	assert_int_equal(c->nrules, 0);
+	assert_int_equal(c->npools, 1);
+	assert_int_equal(c->default_pool, 0); /* the only pool */
+	assert_int_equal(c->pools[0].balance, BAL_ROUNDROBIN);
+}
+
+/* Numbers at their range limits load. */
+static void test_number_limits(void **state)
+{
+	static const struct {
+		const char *line;
+		size_t off;
+		uint64_t want;
+	} cases[] = {
+		{ "header_timeout_ms = 1", offsetof(struct config, header_timeout_ms), 1 },
+		{ "header_timeout_ms = 86400000", offsetof(struct config, header_timeout_ms), 86400000 },
+		{ "connect_timeout_ms = 1", offsetof(struct config, connect_timeout_ms), 1 },
+		{ "idle_timeout_ms = 0", offsetof(struct config, idle_timeout_ms), 0 },
+		{ "idle_timeout_ms = 86400000", offsetof(struct config, idle_timeout_ms), 86400000 },
+		{ "drain_timeout_ms = 007", offsetof(struct config, drain_timeout_ms), 7 },
+		{ "max_header_bytes = 1024", offsetof(struct config, max_header_bytes), 1024 },
+		{ "max_header_bytes = 1048576", offsetof(struct config, max_header_bytes), 1048576 },
+	};
+	struct fx *fx = *state;
+	char text[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "[gateway]\nlisten = 127.0.0.1:1\n%s\n"
+			 "[pool direct]\ndirect = yes\n", cases[i].line);
+		load_ok(fx, text);
+		assert_int_equal(*(unsigned *)((char *)&fx->cfg + cases[i].off), cases[i].want);
+	}
+	load_ok(fx, "[gateway]\nlisten = 127.0.0.1:1\nmax_backlog_bytes = 1073741824\n"
+		    "[pool direct]\ndirect = yes\n");
+	assert_int_equal(fx->cfg.max_backlog_bytes, 1073741824);
+}
+
+static void test_connect_ports(void **state)
+{
+	static const struct {
+		const char *value;
+		unsigned allowed[4];
+		unsigned denied[4];
+	} cases[] = {
+		{ "443", { 443 }, { 442, 444, 80 } },
+		{ "443, 8443", { 443, 8443 }, { 80, 8442, 8444 } },
+		{ "443,8443,1-1024", { 1, 80, 1024, 8443 }, { 1025, 8442, 65535 } },
+		{ "9000-9100 ,22", { 9000, 9050, 9100, 22 }, { 8999, 9101, 443 } },
+		{ "65535", { 65535 }, { 65534, 443 } },
+		{ "7-7", { 7 }, { 6, 8 } },
+		{ "*", { 1, 443, 65535 }, { 0, 65536 } },
+	};
+	struct fx *fx = *state;
+	char text[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "[gateway]\nlisten = 127.0.0.1:1\nconnect_ports = %s\n"
+			 "[pool direct]\ndirect = yes\n", cases[i].value);
+		load_ok(fx, text);
+		for (int j = 0; j < 4 && cases[i].allowed[j]; j++)
+			if (!config_port_allowed(&fx->cfg, cases[i].allowed[j]))
+				fail_msg("'%s': port %u denied", cases[i].value, cases[i].allowed[j]);
+		for (int j = 0; j < 4 && (cases[i].denied[j] || j == 0); j++)
+			if (config_port_allowed(&fx->cfg, cases[i].denied[j]))
+				fail_msg("'%s': port %u allowed", cases[i].value, cases[i].denied[j]);
+	}
+}
+
+static void test_listen_repeat_and_v6(void **state)
+{
+	struct fx *fx = *state;
+	struct config *c = &fx->cfg;
+	char buf[64];
+
+	load_ok(fx, "[gateway]\n"
+		    "listen = 127.0.0.1:3128\n"
+		    "listen = [::1]:3128\n"
+		    "  listen = 0.0.0.0:8080   ; indented, with a comment\n"
+		    "listen = [::]:1\n"
+		    "[pool direct]\ndirect = yes\n");
+	assert_int_equal(c->nlisten, 4);
+	assert_string_equal(sockaddr_fmt(&c->listen[0], buf, sizeof(buf)), "127.0.0.1:3128");
+	assert_int_equal(c->listen[1].sa.sa_family, AF_INET6);
+	assert_int_equal(c->listen[1].len, sizeof(struct sockaddr_in6));
+	assert_int_equal(ntohs(c->listen[1].in6.sin6_port), 3128);
+	assert_string_equal(sockaddr_fmt(&c->listen[1], buf, sizeof(buf)), "[::1]:3128");
+	assert_string_equal(sockaddr_fmt(&c->listen[2], buf, sizeof(buf)), "0.0.0.0:8080");
+	assert_string_equal(sockaddr_fmt(&c->listen[3], buf, sizeof(buf)), "[::]:1");
+}
+
+static void test_servers_and_weights(void **state)
+{
+	struct fx *fx = *state;
+	struct pool *p;
+
+	load_ok(fx, MINIMAL
+		"[pool up]\n"
+		"balance = source\n"
+		"server = 127.0.0.1:8001\n"
+		"server = 127.0.0.1:8002 weight=1\n"
+		"server = 127.0.0.1:8003 weight=7\n"
+		"server = 127.0.0.1:8004\tweight=1000 ; tab before the option\n"
+		"[pool t]\nbalance = target\nserver = 127.0.0.2:1\n"
+		"[route]\ndefault = up\n");
+	assert_int_equal(fx->cfg.npools, 3);
+	assert_int_equal(fx->cfg.default_pool, 1);
+	p = &fx->cfg.pools[1];
+	assert_int_equal(p->balance, BAL_SOURCE);
+	assert_int_equal(p->nservers, 4);
+	assert_int_equal(p->servers[0].weight, 1);
+	assert_int_equal(p->servers[1].weight, 1);
+	assert_int_equal(p->servers[2].weight, 7);
+	assert_int_equal(p->servers[3].weight, 1000);
+	assert_string_equal(p->servers[3].name, "127.0.0.1:8004");
+	assert_int_equal(p->servers[3].active, 0);
+	assert_int_equal(fx->cfg.pools[2].balance, BAL_TARGET);
+}
+
+static void test_other_values(void **state)
+{
+	struct fx *fx = *state;
+	struct config *c = &fx->cfg;
+
+	load_ok(fx, "[gateway]\nlisten = localhost:3128\nrelay = splice\n"
+		    "control = /tmp/x.sock\nbpf_pin_dir = /sys/fs/bpf/x\naccess_log = /var/log/tg.log\n"
+		    "[pool d]\ndirect = yes\n[pool p]\ndirect = no\nserver = 127.0.0.1:1\n"
+		    "[rule r]\nhost = [FD00::1]\npath_prefix = /a/./b//c/%7e\naction = pool p\n"
+		    "[route]\ndefault = d\n");
+	assert_true(c->listen[0].sa.sa_family == AF_INET || c->listen[0].sa.sa_family == AF_INET6);
+	assert_int_equal(c->relay, RELAY_SPLICE);
+	assert_string_equal(c->control, "/tmp/x.sock");
+	assert_string_equal(c->bpf_pin_dir, "/sys/fs/bpf/x");
+	assert_string_equal(c->access_log, "/var/log/tg.log");
+	assert_false(c->pools[1].direct);
+	assert_string_equal(c->rules[0].host, "fd00::1");
+	assert_string_equal(c->rules[0].path_prefix, "/a/b/c/~");
+	assert_int_equal(c->rules[0].pool, 1);
+
+}
+
+/* What editors write: a byte order mark, CRLF, indentation, both comment styles. */
+static void test_syntax_variants(void **state)
+{
+	struct fx *fx = *state;
+
+	load_ok(fx, "\xEF\xBB\xBF[gateway]\r\n"
+		    "# a comment\r\n"
+		    "\tlisten = 127.0.0.1:1 ; inline\r\n"
+		    "\tlisten = 127.0.0.1:2\r\n"
+		    "  [pool direct]   ; indented header\r\n"
+		    "    direct = yes\r\n"
+		    "  [rule r]\r\n"
+		    "    host = a.com\r\n"
+		    "    action = pool direct\r\n"
+		    "\r\n");
+	assert_int_equal(fx->cfg.nlisten, 2);
+	assert_true(fx->cfg.pools[0].direct);
+	assert_string_equal(fx->cfg.rules[0].host, "a.com");
+	assert_int_equal(fx->cfg.rules[0].line, 7);
+
+	/* line numbers still count comment and blank lines */
+	assert_int_equal(load(fx, "; one\n\n# three\n[gateway]\nlisten = x\n"), -EINVAL);
+	assert_non_null(strstr(fx->err, ":5: listen 'x' is not host:port"));
+}
+
+/* One row per error class: the file, the errno, the line and a piece of the message. */
+static const struct {
+	const char *text;
+	int line; /* 0: the message has no line number */
+	const char *msg;
+} errors[] = {
+	/* structure */
+	{ "[gateway]\nlisten = 127.0.0.1:1\nlisen = 127.0.0.1:2\n", 3,
+	  "unknown key 'lisen' in [gateway] (expected listen, relay, control, bpf_pin_dir, "
+	  "connect_ports, header_timeout_ms, connect_timeout_ms, idle_timeout_ms, "
+	  "drain_timeout_ms, max_header_bytes, max_backlog_bytes, access_log)" },
+	{ MINIMAL "weight = 3\n", 5,
+	  "unknown key 'weight' in [pool direct] (expected balance, server, direct)" },
+	{ MINIMAL "[gatway]\n", 5,
+	  "unknown section [gatway] (expected [gateway], [pool NAME], [rule NAME] or [route])" },
+	{ MINIMAL "[route]\n[rulez x]\naction = reject\n", 6, "unknown section [rulez]" },
+	{ "listen = 127.0.0.1:1\n" MINIMAL, 1, "key 'listen' is outside any section" },
+	{ MINIMAL "direct = no\n", 5, "'direct' is set twice in [pool direct] (first at line 4)" },
+	{ "[gateway]\nrelay = auto\nlisten = 127.0.0.1:1\nrelay = splice\n[pool d]\ndirect = yes\n", 4,
+	  "'relay' is set twice in [gateway] (first at line 2)" },
+	{ MINIMAL "[gateway]\n", 5, "section [gateway] appears twice" },
+	{ MINIMAL "[route]\ndefault = direct\n[route]\n", 7, "section [route] appears twice" },
+	{ MINIMAL "[pool direct]\ndirect = yes\n", 5, "pool 'direct' is defined twice" },
+	{ MINIMAL "[rule a]\naction = reject\n[rule a]\naction = tunnel\n", 7,
+	  "rule 'a' is defined twice" },
+	{ MINIMAL "[pool]\n", 5, "[pool] needs one name" },
+	{ MINIMAL "[rule two words]\n", 5, "[rule two words] needs one name" },
+	{ MINIMAL "[rule a/b]\n", 5, "needs one name" },
+	{ MINIMAL "[route main]\n", 5, "[route] takes no name" },
+	{ MINIMAL "this line has no equals sign\n", 5, "syntax error" },
+	{ MINIMAL "[route\n", 5, "syntax error" },
+	{ MINIMAL "relay\n[gatway]\n", 5, "syntax error" },
+	{ MINIMAL "server =\n", 5, "'server' has no value" },
+	{ MINIMAL "[rule r]\nhost = a.com\n", 5,
+	  "rule 'r' has no action; add 'action = reject | pool NAME | tunnel'" },
+	{ MINIMAL "[rule r]\n\n\n", 5, "rule 'r' has no action" },
+	{ MINIMAL "[rule r]\nhost = a.com\n[route]\n", 5, "rule 'r' has no action" },
+	/* required parts */
+	{ "[pool direct]\ndirect = yes\n", 0,
+	  "no listen address; add 'listen = 127.0.0.1:3128' under [gateway]" },
+	{ "[gateway]\nlisten = 127.0.0.1:1\n", 0, "no pool is defined" },
+	{ MINIMAL "[pool other]\ndirect = yes\n", 0,
+	  "2 pools and no [route] default; add [route] with 'default = POOL'" },
+	{ MINIMAL "[pool b]\ndirect = yes\n[route]\n", 0, "2 pools and no [route] default" },
+	/* values of [gateway] */
+	{ "[gateway]\nlisten = 127.0.0.1\n", 2, "listen '127.0.0.1' is not host:port" },
+	{ "[gateway]\nlisten = 127.0.0.1:0\n", 2, "is not host:port" },
+	{ "[gateway]\nlisten = 127.0.0.1:65536\n", 2, "is not host:port" },
+	{ "[gateway]\nlisten = 127.0.0.1:+80\n", 2, "is not host:port" },
+	{ "[gateway]\nlisten = 127.0.0.1:http\n", 2, "is not host:port" },
+	{ "[gateway]\nlisten = ::1:3128\n", 2, "is not host:port" },
+	{ "[gateway]\nlisten = [::1]3128\n", 2, "is not host:port" },
+	{ "[gateway]\nlisten = [127.0.0.1]:3128\n", 2, "is not host:port" },
+	{ "[gateway]\nlisten = :3128\n", 2, "is not host:port" },
+	{ "[gateway]\nlisten = no-such-host.invalid:3128\n", 2, "cannot resolve" },
+	{ "[gateway]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:1\n", 3,
+	  "listen address 127.0.0.1:1 is given twice" },
+	{ "[gateway]\nlisten=127.0.0.1:1\nlisten=127.0.0.1:2\nlisten=127.0.0.1:3\nlisten=127.0.0.1:4\n"
+	  "listen=127.0.0.1:5\nlisten=127.0.0.1:6\nlisten=127.0.0.1:7\nlisten=127.0.0.1:8\n"
+	  "listen=127.0.0.1:9\nlisten=127.0.0.1:10\nlisten=127.0.0.1:11\nlisten=127.0.0.1:12\n"
+	  "listen=127.0.0.1:13\nlisten=127.0.0.1:14\nlisten=127.0.0.1:15\nlisten=127.0.0.1:16\n"
+	  "listen=127.0.0.1:17\n", 18, "too many listen addresses (at most 16)" },
+	{ MINIMAL "[gateway]\n", 5, "appears twice" },
+	{ "[gateway]\nrelay = bpf\n", 2, "relay 'bpf' is not one of auto, sockmap, splice" },
+	{ "[gateway]\nrelay = Auto\n", 2, "relay 'Auto' is not one of" },
+	{ "[gateway]\nheader_timeout_ms = 0\n", 2,
+	  "header_timeout_ms = '0' is not a whole decimal number in 1..86400000" },
+	{ "[gateway]\nconnect_timeout_ms = 0\n", 2, "connect_timeout_ms = '0' is not" },
+	{ "[gateway]\ndrain_timeout_ms = 0\n", 2, "drain_timeout_ms = '0' is not" },
+	{ "[gateway]\nidle_timeout_ms = 86400001\n", 2, "in 0..86400000" },
+	{ "[gateway]\nheader_timeout_ms = 10s\n", 2, "header_timeout_ms = '10s' is not" },
+	{ "[gateway]\nheader_timeout_ms = -1\n", 2, "is not a whole decimal number" },
+	{ "[gateway]\nheader_timeout_ms = +5\n", 2, "is not a whole decimal number" },
+	{ "[gateway]\nheader_timeout_ms = 0x10\n", 2, "is not a whole decimal number" },
+	{ "[gateway]\nheader_timeout_ms = 1 000\n", 2, "is not a whole decimal number" },
+	{ "[gateway]\nheader_timeout_ms = 1.5\n", 2, "is not a whole decimal number" },
+	{ "[gateway]\nheader_timeout_ms = 99999999999999999999999\n", 2, "is not a whole decimal" },
+	{ "[gateway]\nmax_header_bytes = 1023\n", 2,
+	  "max_header_bytes = '1023' is not a whole decimal number in 1024..1048576" },
+	{ "[gateway]\nmax_header_bytes = 1048577\n", 2, "in 1024..1048576" },
+	{ "[gateway]\nmax_backlog_bytes = 65535\n", 2, "in 65536..1073741824" },
+	{ "[gateway]\nmax_backlog_bytes = 1073741825\n", 2, "in 65536..1073741824" },
+	{ "[gateway]\nconnect_ports = 0\n", 2,
+	  "connect_ports '0': each item must be a port 1-65535" },
+	{ "[gateway]\nconnect_ports = 65536\n", 2, "connect_ports '65536'" },
+	{ "[gateway]\nconnect_ports = 443,,80\n", 2, "connect_ports '443,,80'" },
+	{ "[gateway]\nconnect_ports = 443,\n", 2, "connect_ports '443,'" },
+	{ "[gateway]\nconnect_ports = 10-5\n", 2, "connect_ports '10-5'" },
+	{ "[gateway]\nconnect_ports = 1-2-3\n", 2, "connect_ports '1-2-3'" },
+	{ "[gateway]\nconnect_ports = -5\n", 2, "connect_ports '-5'" },
+	{ "[gateway]\nconnect_ports = https\n", 2, "connect_ports 'https'" },
+	{ "[gateway]\nconnect_ports = *, 443\n", 2, "connect_ports '*, 443'" },
+	{ "[gateway]\ncontrol = /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+	  2, "control is longer than 107 bytes" },
+	/* pools */
+	{ MINIMAL "[pool p]\n", 5,
+	  "pool 'p' has no server; add 'server = host:port' or 'direct = yes'" },
+	{ MINIMAL "[pool p]\nbalance = source\n[route]\ndefault = p\n", 5,
+	  "pool 'p' has no server" },
+	{ MINIMAL "[pool p]\ndirect = no\n", 5, "pool 'p' has no server" },
+	{ MINIMAL "[pool p]\ndirect = yes\nserver = 127.0.0.1:1\n", 7,
+	  "pool 'p' is direct = yes and cannot also have servers" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\ndirect = yes\n", 7,
+	  "pool 'p' has servers and cannot also be direct = yes" },
+	{ MINIMAL "[pool p]\ndirect = true\n", 6, "direct 'true' must be yes or no" },
+	{ MINIMAL "[pool p]\nbalance = random\n", 6,
+	  "balance 'random' is not one of roundrobin, leastconn, source, target" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1\n", 6, "server '127.0.0.1' is not host:port" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1 weight=0\n", 6,
+	  "server weight '0' is not a whole number in 1..1000" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1 weight=1001\n", 6, "server weight '1001'" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1 weight=\n", 6, "server weight ''" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1 weight = 2\n", 6,
+	  "server option 'weight' is not known" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1 backup\n", 6,
+	  "server option 'backup' is not known (expected weight=N)" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\nserver = 127.0.0.1:1 weight=2\n", 7,
+	  "server 127.0.0.1:1 is listed twice in pool 'p'" },
+	/* rules */
+	{ MINIMAL "[rule r]\naction = drop\n", 6,
+	  "action 'drop' is not one of reject, pool NAME, tunnel" },
+	{ MINIMAL "[rule r]\naction = pool\n", 6, "action 'pool' is not one of" },
+	{ MINIMAL "[rule r]\naction = pool a b\n", 6, "action 'pool a b': pool name must be" },
+	{ MINIMAL "\n[rule x]\nhost = a.com\naction = pool nope\n", 6,
+	  "rule 'x': pool 'nope' is not defined; add [pool nope] or fix the action" },
+	{ MINIMAL "[rule a]\naction = reject\n[rule x]\naction = pool nope\n[pool later]\ndirect = yes\n"
+	  "[route]\ndefault = direct\n", 7, "rule 'x': pool 'nope' is not defined" },
+	{ MINIMAL "[route]\n\ndefault = nope\n", 7,
+	  "[route] default: pool 'nope' is not defined" },
+	{ MINIMAL "[rule r]\nclient_in = 10.0.0.0/33\naction = reject\n", 6,
+	  "client_in: '10.0.0.0/33' is not an address or CIDR" },
+	{ MINIMAL "[rule r]\nclient_not_in = 10.0.0.0/8,, ::1\naction = reject\n", 6,
+	  "client_not_in: '' is not an address or CIDR" },
+	{ MINIMAL "[rule r]\nclient_not_in = 10.0.0.0/8, fd00::/129\naction = reject\n", 6,
+	  "client_not_in: 'fd00::/129'" },
+	{ MINIMAL "[rule r]\nclient_in = example.com\naction = reject\n", 6,
+	  "client_in: 'example.com'" },
+	{ MINIMAL "[rule r]\nhost = a.com:443\naction = reject\n", 6,
+	  "host 'a.com:443' must be a host name without a port" },
+	{ MINIMAL "[rule r]\nhost = a.com/x\naction = reject\n", 6,
+	  "host 'a.com/x' is not a host name" },
+	{ MINIMAL "[rule r]\npath_prefix = admin\naction = reject\n", 6,
+	  "path_prefix 'admin' must start with '/'" },
+	{ MINIMAL "[rule r]\nmethod = GET /\naction = reject\n", 6,
+	  "method 'GET /' is not an HTTP method" },
+	{ MINIMAL "[rule r]\nhost = a.com\nhost = b.com\naction = reject\n", 7,
+	  "'host' is set twice in [rule r] (first at line 6)" },
+	{ MINIMAL "[route]\ndefault = a b\n", 6, "default 'a b' is not a pool name" },
+	{ MINIMAL "[route]\ndefault = direct\nfallback = direct\n", 7,
+	  "unknown key 'fallback' in [route] (expected default)" },
+};
+
+static void test_errors(void **state)
+{
+	struct fx *fx = *state;
+	char prefix[128];
+
+	for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+		int r = load(fx, errors[i].text);
+
+		if (errors[i].line)
+			snprintf(prefix, sizeof(prefix), "%s:%d: ", fx->path, errors[i].line);
+		else
+			snprintf(prefix, sizeof(prefix), "%s: ", fx->path);
+		if (r != -EINVAL || strncmp(fx->err, prefix, strlen(prefix)) ||
+		    !strstr(fx->err, errors[i].msg) || strchr(fx->err, '\n'))
+			fail_msg("case %zu: got %d '%s', want -EINVAL '%s...%s'", i, r, fx->err, prefix,
+				 errors[i].msg);
+		/* a failed load leaves nothing behind */
+		assert_null(fx->cfg.pools);
+		assert_null(fx->cfg.rules);
+		assert_null(fx->cfg.path);
+	}
+}
+
+/* inih's line buffer is 200 bytes: a longer line is an error, not two lines. */
+static void test_long_line(void **state)
+{
+	struct fx *fx = *state;
+	char text[1024], want[128];
+
+	snprintf(text, sizeof(text), MINIMAL "[rule r]\naction = reject\nclient_in = %0*d\n", 190, 1);
+	assert_int_equal(load(fx, text), -EINVAL);
+	snprintf(want, sizeof(want), "%s:7: line is longer than 198 characters", fx->path);
+	assert_string_equal(fx->err, strcat(want, "; shorten it"));
+
+	/* 198 characters and the newline still fit */
+	snprintf(text, sizeof(text), MINIMAL "; %0*d\n", 196, 1);
+	load_ok(fx, text);
+}
+
+static void test_missing_file(void **state)
+{
+	struct fx *fx = *state;
+
+	assert_int_equal(config_load("/nonexistent/tunnelgate.conf", &fx->cfg, fx->err,
+				     sizeof(fx->err)), -ENOENT);
+	assert_string_equal(fx->err,
+			    "cannot open /nonexistent/tunnelgate.conf: No such file or directory");
+	assert_int_equal(config_load("/tmp", &fx->cfg, fx->err, sizeof(fx->err)), -EIO);
+	assert_string_equal(fx->err, "/tmp: cannot read: Is a directory");
+}
+
+/* The message is cut to the caller's buffer, still NUL-terminated. */
+static void test_small_err_buffer(void **state)
+{
+	struct fx *fx = *state;
+	char small[8];
+
+	load(fx, "x");
+	assert_int_equal(config_load(fx->path, &fx->cfg, small, sizeof(small)), -EINVAL);
+	assert_int_equal(strlen(small), sizeof(small) - 1);
+	assert_int_equal(config_load(fx->path, &fx->cfg, NULL, 0), -EINVAL);
+}
+
+static void test_parse_hostport(void **state)
+{
+	static const struct {
+		const char *in;
+		int ret;
+		const char *fmt;
+	} cases[] = {
+		{ "127.0.0.1:3128", 0, "127.0.0.1:3128" },
+		{ "[::1]:3128", 0, "[::1]:3128" },
+		{ "[2001:db8::1]:65535", 0, "[2001:db8::1]:65535" },
+		{ "10.1.2.3:1", 0, "10.1.2.3:1" },
+		{ "127.0.0.1:03128", 0, "127.0.0.1:3128" },
+		{ "127.0.0.1", -EINVAL, NULL },
+		{ "127.0.0.1:", -EINVAL, NULL },
+		{ "127.0.0.1:0", -EINVAL, NULL },
+		{ "127.0.0.1:65536", -EINVAL, NULL },
+		{ "127.0.0.1:80x", -EINVAL, NULL },
+		{ ":80", -EINVAL, NULL },
+		{ "::1:80", -EINVAL, NULL },
+		{ "[::1]", -EINVAL, NULL },
+		{ "[::1:80", -EINVAL, NULL },
+		{ "[nothost]:80", -EINVAL, NULL },
+		{ "", -EINVAL, NULL },
+		{ "no-such-host.invalid:80", -ENOENT, NULL },
+	};
+	struct sockaddr_any a;
+	char buf[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = parse_hostport(cases[i].in, &a);
+
+		if (r != cases[i].ret)
+			fail_msg("'%s': got %d, want %d", cases[i].in, r, cases[i].ret);
+		if (cases[i].fmt)
+			assert_string_equal(sockaddr_fmt(&a, buf, sizeof(buf)), cases[i].fmt);
+	}
+	assert_int_equal(parse_hostport("localhost:3128", &a), 0);
+	assert_true(a.sa.sa_family == AF_INET || a.sa.sa_family == AF_INET6);
+	assert_int_equal(ntohs(a.in.sin_port), 3128);
+	/* truncation keeps a terminated string */
+	parse_hostport("127.0.0.1:3128", &a);
+	assert_string_equal(sockaddr_fmt(&a, buf, 6), "127.0");
+	memset(&a, 0, sizeof(a));
+	assert_string_equal(sockaddr_fmt(&a, buf, sizeof(buf)), "?");
+}
+
+static void test_free_zeroed(void **state)
+{
+	struct config c;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	config_free(&c);
+	config_free(&c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_number_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connect_ports, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listen_repeat_and_v6, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_servers_and_weights, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_other_values, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_syntax_variants, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_small_err_buffer, setup, teardown),
+		cmocka_unit_test(test_parse_hostport),
+		cmocka_unit_test(test_free_zeroed),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Upstream selection within a pool. */
+#include <errno.h>
+#include <string.h>
+
+#include "pool.h"
+
+/* Config guarantees 1..1000; a hand-built pool with 0 must not divide by zero. */
+static unsigned weight(const struct server *s)
+{
+	return s->weight ? s->weight : 1;
+}
+
+/*
+ * nginx's smooth weighted round robin: weights 5:1:1 give a b a c a b a... rather
+ * than a a a a a b c, so no server gets a burst.
+ */
+static struct server *pick_roundrobin(struct pool *p, const struct server *exclude)
+{
+	struct server *best = NULL;
+	int total = 0;
+
+	for (unsigned i = 0; i < p->nservers; i++) {
+		struct server *s = &p->servers[i];
+
+		if (s == exclude)
+			continue;
+		s->cur_weight += weight(s);
+		total += weight(s);
+		if (!best || s->cur_weight > best->cur_weight)
+			best = s;
+	}
+	if (best)
+		best->cur_weight -= total;
+	return best;
+}
+
+/*
+ * Lowest active/weight. Ties (an idle pool) go to the lowest picks/weight, which
+ * rotates through the servers in weight proportion instead of always the first.
+ */
+static struct server *pick_leastconn(struct pool *p, const struct server *exclude)
+{
+	struct server *best = NULL;
+
+	for (unsigned i = 0; i < p->nservers; i++) {
+		struct server *s = &p->servers[i];
+		uint64_t load, best_load;
+
+		if (s == exclude)
+			continue;
+		if (!best) {
+			best = s;
+			continue;
+		}
+		/* a/wa < b/wb without division */
+		load = (uint64_t)s->active * weight(best);
+		best_load = (uint64_t)best->active * weight(s);
+		if (load < best_load ||
+		    (load == best_load && s->picks * weight(best) < best->picks * weight(s)))
+			best = s;
+	}
+	return best;
+}
+
+/* FNV-1a with a final mix, so that close keys (10.0.0.1, 10.0.0.2) spread out. */
+static uint64_t hash_bytes(const void *data, size_t len)
+{
+	const unsigned char *b = data;
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ULL;
+	}
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return h;
+}
+
+/* The client's IP without the port; IPv4 as IPv4-mapped, so both spellings agree. */
+static uint64_t hash_client(const struct sockaddr_any *a)
+{
+	uint8_t ip[16] = { 0 };
+
+	if (!a)
+		return 0;
+	if (a->sa.sa_family == AF_INET) {
+		ip[10] = ip[11] = 0xff;
+		memcpy(ip + 12, &a->in.sin_addr, 4);
+	} else if (a->sa.sa_family == AF_INET6) {
+		memcpy(ip, &a->in6.sin6_addr, 16);
+	}
+	return hash_bytes(ip, sizeof(ip));
+}
+
+/* Map @h onto the candidates in proportion to their weights (haproxy's map-based hash). */
+static struct server *pick_hash(struct pool *p, uint64_t h, const struct server *exclude)
+{
+	uint64_t total = 0;
+
+	for (unsigned i = 0; i < p->nservers; i++)
+		if (&p->servers[i] != exclude)
+			total += weight(&p->servers[i]);
+	if (!total)
+		return NULL;
+	h %= total;
+	for (unsigned i = 0; i < p->nservers; i++) {
+		struct server *s = &p->servers[i];
+
+		if (s == exclude)
+			continue;
+		if (h < weight(s))
+			return s;
+		h -= weight(s);
+	}
+	return NULL;
+}
+
+struct server *pool_pick(struct pool *p, const struct sockaddr_any *client, const char *target,
+			 const struct server *exclude)
+{
+	struct server *s = NULL;
+
+	if (!p->direct) {
+		switch (p->balance) {
+		case BAL_ROUNDROBIN:
+			s = pick_roundrobin(p, exclude);
+			break;
+		case BAL_LEASTCONN:
+			s = pick_leastconn(p, exclude);
+			break;
+		case BAL_SOURCE:
+			s = pick_hash(p, hash_client(client), exclude);
+			break;
+		case BAL_TARGET:
+			s = pick_hash(p, target ? hash_bytes(target, strlen(target)) : 0, exclude);
+			break;
+		}
+	}
+	if (!s) {
+		errno = ENOENT;
+		return NULL;
+	}
+	s->active++;
+	s->picks++;
+	return s;
+}
+
+void pool_release(struct server *s)
+{
+	if (s && s->active)
+		s->active--;
+}
