@@ -21,8 +21,8 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Bound on a direction's backlog in bytes; the daemon sets it (max_backlog_bytes). */
-__u64 max_backlog = TG_DEFAULT_MAX_BACKLOG;
+/* Bound on a direction's backlog in bytes (max_backlog_bytes); 0 = not checked. */
+__u64 max_backlog = 0;
 
 /* Redirect targets: socket cookie -> socket. */
 struct {
@@ -79,6 +79,8 @@ static __always_inline void check_backlog(struct tg_end *end, __u32 len)
 	struct tg_event *ev;
 	__u32 seq, backlog;
 
+	if (!max_backlog)
+		return;
 	sk = bpf_map_lookup_elem(&socks, &end->peer_cookie);
 	if (!sk)
 		return;

@@ -1120,8 +1120,6 @@ static void reload(struct gateway *gw)
 	cfg->refs = 1;
 	config_put(gw->cfg);
 	gw->cfg = cfg;
-	if (gw->relay)
-		relay_set_max_backlog(gw->relay, cfg->max_backlog_bytes);
 	pr_info("reloaded %s: %u listeners, %u pools, %u rules", gw->cfg_path, cfg->nlisten,
 		cfg->npools, cfg->nrules);
 }
@@ -1176,7 +1174,13 @@ static int open_relay(struct gateway *gw)
 	gw->relay = relay_open(gw->cfg->bpf_pin_dir, why, sizeof(why));
 	if (gw->relay) {
 		gw->default_relay = RK_SOCKMAP;
-		relay_set_max_backlog(gw->relay, gw->cfg->max_backlog_bytes);
+		/*
+		 * Pausing a direction by deleting its socket from `ingress` loses data: a
+		 * verdict pass running on another CPU sees the program gone and drops the
+		 * skb it already took off the receive queue (64 KiB gaps, measured). Until
+		 * the pause works without detaching the program, the bound stays off.
+		 */
+		relay_set_max_backlog(gw->relay, 0);
 		gw->relay_events = (struct handle){ .kind = H_RELAY_EVENTS, .owner = gw };
 		gw->relay_events.fd = relay_events_fd(gw->relay);
 		return gw_set_events(gw, &gw->relay_events, EPOLLIN);
@@ -1224,11 +1228,13 @@ int gateway_run(struct config *cfg, const char *path)
 		pr_warn("cannot set up signal handling: %s", strerror(errno));
 		goto out;
 	}
-	if (open_relay(&gw))
-		goto out;
+	/* Listeners and control first: they fail if another daemon has them, before
+	 * the relay would replace that daemon's pinned maps. */
 	if (listeners_sync(&gw, cfg))
 		goto out;
 	if (control_open(&gw, cfg->control))
+		goto out;
+	if (open_relay(&gw))
 		goto out;
 	pr_info("listening on %u address(es), relay %s, control %s", cfg->nlisten,
 		gw.default_relay == RK_SOCKMAP ? "sockmap" : "splice", cfg->control);

@@ -289,7 +289,7 @@ int relay_read_end(struct relay *r, int fd, struct tg_end *e)
 
 void relay_set_max_backlog(struct relay *r, uint64_t bytes)
 {
-	r->skel->data->max_backlog = bytes;
+	r->skel->bss->max_backlog = bytes;
 }
 
 int relay_pause(struct relay *r, int fd)
