@@ -117,6 +117,13 @@ int relay_verdict(struct __sk_buff *skb)
 	__u64 peer;
 	int verdict;
 
+	/*
+	 * A FIN reaches the verdict as an empty skb. Redirected, the peer's send path
+	 * reports the empty send as EPIPE and stops; the daemon sees the FIN in the
+	 * socket state instead and passes it on itself.
+	 */
+	if (!skb->len)
+		return SK_DROP;
 	end = bpf_map_lookup_elem(&ends, &cookie);
 	if (!end)
 		return SK_DROP;

@@ -30,6 +30,7 @@
 #define MAX_EVENTS 256
 #define TIMER_TICK_MS 50
 #define IDLE_SCAN_MS 1000
+#define HANDOFF_MAX_BYTES (1024 * 1024) /* moved by the daemon before a kernel relay */
 
 static const char *const reason_phrase[][2] = {
 	{ "400", "Bad Request" },	      { "403", "Forbidden" },
@@ -436,6 +437,7 @@ static int dial(struct conn *c)
 }
 
 static void start_handoff(struct conn *c);
+static void handoff_progress(struct conn *c);
 
 /* The upstream socket is connected. */
 static void dial_done(struct conn *c)
@@ -492,25 +494,78 @@ static void start_handoff(struct conn *c)
 	c->bytes_up = tail;
 	c->state = CS_HANDOFF;
 	c->deadline_ms = 0;
-	conn_update(c);
+	handoff_progress(c);
+}
+
+/*
+ * Move what waits unread in the sockets' receive queues to the other side's buffer.
+ * The kernel relay takes whole skbs from a receive queue, bytes the daemon already
+ * read from them included, so a socket may join the sockhash only when nothing is
+ * left unread: else those bytes would be sent twice. Returns bytes moved or -errno.
+ */
+static ssize_t handoff_drain(struct conn *c)
+{
+	char buf[65536];
+	ssize_t moved = 0;
+
+	for (int side = 0; side < 2; side++) {
+		int fd = side ? c->uh.fd : c->ch.fd, inq = 0;
+		struct obuf *out = side ? &c->to_client : &c->to_up;
+		ssize_t n;
+
+		if (ioctl(fd, SIOCINQ, &inq) || inq <= 0)
+			continue;
+		n = recv(fd, buf, (size_t)inq < sizeof(buf) ? (size_t)inq : sizeof(buf),
+			 MSG_DONTWAIT);
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -errno;
+		if (n <= 0)
+			continue;
+		if (obuf_put(out, buf, n))
+			return -ENOMEM;
+		if (side) {
+			c->urecvd += n;
+			c->bytes_down += n;
+		} else {
+			c->crecvd += n;
+			c->bytes_up += n;
+		}
+		moved += n;
+	}
+	return moved;
 }
 
 static void handoff_progress(struct conn *c)
 {
-	int e1 = obuf_flush(&c->to_client, c->ch.fd);
-	int e2 = obuf_flush(&c->to_up, c->uh.fd);
+	for (;;) {
+		int e1 = obuf_flush(&c->to_client, c->ch.fd);
+		int e2 = obuf_flush(&c->to_up, c->uh.fd);
+		ssize_t moved;
 
-	if ((e1 && e1 != -EAGAIN) || (e2 && e2 != -EAGAIN)) {
-		conn_close(c, "peer closed during hand-off");
-		return;
+		if ((e1 && e1 != -EAGAIN) || (e2 && e2 != -EAGAIN)) {
+			conn_close(c, "peer closed during hand-off");
+			return;
+		}
+		if (e1 || e2) {
+			conn_update(c);
+			return;
+		}
+		/* A sender that keeps the queue busy goes to the splice relay instead. */
+		if (c->bytes_up + c->bytes_down >= HANDOFF_MAX_BYTES) {
+			c->queues_unread = true;
+			break;
+		}
+		moved = handoff_drain(c);
+		if (moved < 0) {
+			conn_close(c, "peer failed during hand-off");
+			return;
+		}
+		if (!moved)
+			break;
 	}
-	if (!e1 && !e2) {
-		obuf_free(&c->to_client);
-		obuf_free(&c->to_up);
-		tunnel_start(c);
-		return;
-	}
-	conn_update(c);
+	obuf_free(&c->to_client);
+	obuf_free(&c->to_up);
+	tunnel_start(c);
 }
 
 static void body_to_client(void *arg, const char *p, size_t n);

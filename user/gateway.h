@@ -107,6 +107,7 @@ struct conn {
 	/* Tunnel. */
 	uint64_t tunnel_id;
 	enum relay_kind relay;
+	bool queues_unread;      /* bytes may wait unread: the kernel relay cannot take it */
 	uint64_t tunnel_start_ms, last_ms;
 	uint64_t bytes_up, bytes_down; /* splice relay, and bytes forwarded before the hand-off */
 	struct splice_dir sdir[2];     /* [TG_DIR_UP], [TG_DIR_DOWN] */

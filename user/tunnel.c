@@ -205,7 +205,7 @@ void tunnel_start(struct conn *c)
 	c->hash_next = *hash_slot(gw, c->tunnel_id);
 	*hash_slot(gw, c->tunnel_id) = c;
 
-	if (gw->default_relay == RK_SOCKMAP) {
+	if (gw->default_relay == RK_SOCKMAP && !c->queues_unread) {
 		err = sockmap_start(c);
 		if (!err) {
 			c->relay = RK_SOCKMAP;
