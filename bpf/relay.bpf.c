@@ -3,16 +3,18 @@
  * Tunnel relay in the kernel: bytes that arrive on one socket of a tunnel are
  * redirected to the egress of its peer socket, and counted.
  *
- * Every relay socket sits in `socks` (no program: it keeps the socket's psock and is
- * the redirect target) and in `ingress` (the verdict program is attached to it).
- * Deleting a socket from `ingress` alone pauses its direction: its bytes then stay in
- * its own receive queue and TCP flow control slows the sender.
+ * Every relay socket sits in `socks` (no program: the redirect target) and in
+ * `ingress` (the verdict program is attached to it).
  *
- * Redirected bytes wait in a kernel queue, with no memory limit, until the peer's send
- * path takes them. The program measures that backlog on every skb (bytes it redirected
- * minus the growth of the peer's write_seq) and asks the daemon, through `events`, to
- * pause a direction whose backlog crosses max_backlog. Nothing is sent while readers
- * keep up.
+ * Flow control. Redirected bytes wait in a kernel queue, with no memory limit, until
+ * the peer's send path takes them. The program measures that backlog on every skb
+ * (bytes it redirected minus the growth of the peer's write_seq). Past max_backlog it
+ * keeps the skb on its own socket instead (SK_PASS): the bytes are charged to that
+ * socket's receive buffer, so its TCP window closes and the sender slows down, and
+ * the socket turns readable for the daemon. Once the peer has taken every redirected
+ * byte, the daemon reads the held bytes and writes them to the peer itself, then
+ * records how many it released in `released`; redirecting starts again only when all
+ * held bytes are released, so nothing is reordered.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -21,8 +23,8 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Bound on a direction's backlog in bytes (max_backlog_bytes); 0 = not checked. */
-__u64 max_backlog = 0;
+/* Bound on a direction's backlog in bytes (max_backlog_bytes); 0 = unbounded. */
+__u64 max_backlog = TG_DEFAULT_MAX_BACKLOG;
 
 /* Redirect targets: socket cookie -> socket. */
 struct {
@@ -32,7 +34,7 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } socks SEC(".maps");
 
-/* Sockets whose incoming bytes are relayed now: socket cookie -> socket. */
+/* Sockets whose incoming bytes go through the verdict program: cookie -> socket. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
 	__uint(max_entries, 2 * TG_MAX_TUNNELS);
@@ -40,13 +42,21 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } ingress SEC(".maps");
 
-/* Relay sockets: socket cookie -> peer, tunnel, flow control state. */
+/* Relay sockets: socket cookie -> peer, tunnel, flow control counters. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 2 * TG_MAX_TUNNELS);
 	__type(key, __u64);
 	__type(value, struct tg_end);
 } ends SEC(".maps");
+
+/* Held bytes the daemon has written to the peer: socket cookie -> bytes (daemon writes). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * TG_MAX_TUNNELS);
+	__type(key, __u64);
+	__type(value, __u64);
+} released SEC(".maps");
 
 /* Open tunnels: tunnel id -> counters and addresses. */
 struct {
@@ -55,12 +65,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct tg_tunnel);
 } tunnels SEC(".maps");
-
-/* Pause requests to the daemon: struct tg_event records. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} events SEC(".maps");
 
 static __always_inline void count(struct tg_tunnel *t, __u32 dir, __u64 len)
 {
@@ -71,41 +75,43 @@ static __always_inline void count(struct tg_tunnel *t, __u32 dir, __u64 len)
 	t->last_ns = bpf_ktime_get_ns();
 }
 
-/* Bytes redirected from @end's socket that its peer's send path has not taken yet. */
-static __always_inline void check_backlog(struct tg_end *end, __u32 len)
+/* True if held bytes of this socket still wait for the daemon. */
+static __always_inline bool holding(struct tg_end *end, __u64 *cookie)
+{
+	__u64 *rel;
+
+	if (!end->held)
+		return false;
+	rel = bpf_map_lookup_elem(&released, cookie);
+	return !rel || *rel != end->held;
+}
+
+/* True if the peer's send path lags more than max_backlog behind this direction. */
+static __always_inline bool over_backlog(struct tg_end *end, __u32 len)
 {
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
-	struct tg_event *ev;
+	bool over = false;
 	__u32 seq, backlog;
 
 	if (!max_backlog)
-		return;
+		return false;
 	sk = bpf_map_lookup_elem(&socks, &end->peer_cookie);
 	if (!sk)
-		return;
+		return false;
 	tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		goto out;
-	seq = tp->write_seq;
-	if (!end->seq0_set) {
-		end->peer_seq0 = seq;
-		end->seq0_set = 1;
+	if (tp) {
+		seq = tp->write_seq;
+		if (!end->seq0_set) {
+			end->peer_seq0 = seq;
+			end->seq0_set = 1;
+		}
+		/* Modulo 2^32: exact while the backlog stays under 4 GiB. */
+		backlog = (__u32)end->relayed - (seq - end->peer_seq0);
+		over = (__u64)backlog + len > max_backlog;
 	}
-	/* Modulo 2^32: exact while the backlog stays under 4 GiB. */
-	backlog = (__u32)end->relayed - (seq - end->peer_seq0);
-	if (end->paused || (__u64)backlog + len <= max_backlog)
-		goto out;
-	end->paused = 1;
-	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-	if (ev) {
-		ev->tunnel_id = end->tunnel_id;
-		ev->dir = end->dir;
-		ev->pad = 0;
-		bpf_ringbuf_submit(ev, 0);
-	}
-out:
 	bpf_sk_release(sk);
+	return over;
 }
 
 SEC("sk_skb/stream_verdict")
@@ -127,7 +133,10 @@ int relay_verdict(struct __sk_buff *skb)
 	end = bpf_map_lookup_elem(&ends, &cookie);
 	if (!end)
 		return SK_DROP;
-	check_backlog(end, skb->len);
+	if (holding(end, &cookie) || over_backlog(end, skb->len)) {
+		end->held += skb->len;
+		return SK_PASS;
+	}
 	peer = end->peer_cookie;
 	verdict = bpf_sk_redirect_hash(skb, &socks, &peer, 0);
 	if (verdict != SK_PASS)

@@ -45,21 +45,15 @@ struct tg_tunnel {
 #define TG_DEFAULT_MAX_BACKLOG (4u << 20)
 #endif
 
-/* One relay socket (value of the `ends` map, keyed by socket cookie). */
+/* One relay socket (value of the `ends` map, keyed by socket cookie); BPF writes it. */
 struct tg_end {
 	__u64 peer_cookie; /* where bytes read from this socket go */
 	__u64 tunnel_id;
-	__u64 relayed;     /* bytes redirected from this socket (BPF) */
+	__u64 relayed;     /* bytes redirected to the peer */
+	__u64 held;        /* bytes kept on this socket (SK_PASS) while the peer lags */
 	__u32 dir;         /* enum tg_dir of bytes read from this socket */
-	__u32 paused;      /* BPF sets it when the backlog crosses the bound; the daemon clears it */
-	__u32 peer_seq0;   /* the peer's write_seq before the first redirected byte (BPF) */
+	__u32 peer_seq0;   /* the peer's write_seq before the first redirected byte */
 	__u32 seq0_set;
-};
-
-/* Ring buffer record: the socket of @tunnel_id that sends in @dir must pause. */
-struct tg_event {
-	__u64 tunnel_id;
-	__u32 dir;
 	__u32 pad;
 };
 

@@ -147,9 +147,7 @@ static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 	out(cc, "bad_requests\t%" PRIu64 "\n", s->bad_requests);
 	out(cc, "upstream_errors\t%" PRIu64 "\n", s->upstream_errors);
 	out(cc, "timeouts\t%" PRIu64 "\n", s->timeouts);
-	out(cc, "pauses\t%" PRIu64 "\n", s->pauses);
-	out(cc, "resumes\t%" PRIu64 "\n", s->resumes);
-	out(cc, "demotions\t%" PRIu64 "\n", s->demotions);
+	out(cc, "holds\t%" PRIu64 "\n", s->holds);
 	out(cc, "bytes_up_closed\t%" PRIu64 "\n", s->bytes_up);
 	out(cc, "bytes_down_closed\t%" PRIu64 "\n", s->bytes_down);
 }

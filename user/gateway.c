@@ -1175,6 +1175,8 @@ static void reload(struct gateway *gw)
 	cfg->refs = 1;
 	config_put(gw->cfg);
 	gw->cfg = cfg;
+	if (gw->relay)
+		relay_set_max_backlog(gw->relay, cfg->max_backlog_bytes);
 	pr_info("reloaded %s: %u listeners, %u pools, %u rules", gw->cfg_path, cfg->nlisten,
 		cfg->npools, cfg->nrules);
 }
@@ -1229,16 +1231,8 @@ static int open_relay(struct gateway *gw)
 	gw->relay = relay_open(gw->cfg->bpf_pin_dir, why, sizeof(why));
 	if (gw->relay) {
 		gw->default_relay = RK_SOCKMAP;
-		/*
-		 * Pausing a direction by deleting its socket from `ingress` loses data: a
-		 * verdict pass running on another CPU sees the program gone and drops the
-		 * skb it already took off the receive queue (64 KiB gaps, measured). Until
-		 * the pause works without detaching the program, the bound stays off.
-		 */
-		relay_set_max_backlog(gw->relay, 0);
-		gw->relay_events = (struct handle){ .kind = H_RELAY_EVENTS, .owner = gw };
-		gw->relay_events.fd = relay_events_fd(gw->relay);
-		return gw_set_events(gw, &gw->relay_events, EPOLLIN);
+		relay_set_max_backlog(gw->relay, gw->cfg->max_backlog_bytes);
+		return 0;
 	}
 	if (gw->cfg->relay == RELAY_SOCKMAP) {
 		pr_warn("relay = sockmap: %s", why);
@@ -1254,9 +1248,7 @@ static void shutdown_all(struct gateway *gw)
 		conn_close(gw->conns, "daemon exiting");
 	listeners_close(gw);
 	control_close(gw);
-	if (gw->relay && gw->relay_events.in_epoll)
-		epoll_ctl(gw->epfd, EPOLL_CTL_DEL, gw->relay_events.fd, NULL);
-	relay_close(gw->relay); /* owns the ring buffer fd */
+	relay_close(gw->relay);
 	gw_forget(gw, &gw->sigh);
 	if (gw->access_log && gw->access_log != stderr)
 		fclose(gw->access_log);
@@ -1337,9 +1329,7 @@ int gateway_run(struct config *cfg, const char *path)
 			case H_CTL_CLIENT:
 				control_event(&gw, h, ev[i].events);
 				break;
-			case H_RELAY_EVENTS:
-				tunnel_relay_events(&gw);
-				break;
+
 			}
 		}
 		if (now_ms() - last_tick >= TIMER_TICK_MS) {

@@ -18,7 +18,7 @@
 struct conn;
 struct gateway;
 
-enum handle_kind { H_LISTEN, H_CLIENT, H_UPSTREAM, H_SIGNAL, H_CONTROL, H_CTL_CLIENT, H_RELAY_EVENTS };
+enum handle_kind { H_LISTEN, H_CLIENT, H_UPSTREAM, H_SIGNAL, H_CONTROL, H_CTL_CLIENT };
 
 /* What epoll's data.ptr points at. */
 struct handle {
@@ -60,8 +60,11 @@ struct kdir {
 	uint64_t pre;            /* bytes the daemon forwarded before the hand-off */
 	uint64_t read_before;    /* bytes the daemon read from the source socket */
 	uint64_t peer_base;      /* bytes the daemon wrote into the peer before the hand-off */
+	uint64_t released;       /* held bytes the daemon copied to the peer */
+	char *hold_buf;          /* held bytes read, not yet written to the peer */
+	size_t hold_len, hold_off;
 	bool eof, shut;
-	bool paused;             /* source socket out of `ingress`: its backlog is too long */
+	bool holding;            /* the verdict program holds bytes on the source socket */
 };
 
 struct conn {
@@ -112,12 +115,10 @@ struct conn {
 	uint64_t bytes_up, bytes_down; /* splice relay, and bytes forwarded before the hand-off */
 	struct splice_dir sdir[2];     /* [TG_DIR_UP], [TG_DIR_DOWN] */
 	struct kdir kd[2];
-	bool demote;             /* leaving the kernel relay for splice (see tunnel.c) */
-	bool watched;            /* on gw->watch: FIN hand-over or paused direction */
+	bool watched;            /* on gw->watch: FIN hand-over or held bytes pending */
 	struct conn *watch_next;
 	unsigned watch_backoff_ms;
 	uint64_t watch_at_ms;
-	struct conn *hash_next;  /* gw->tun_hash chain */
 };
 
 struct listener {
@@ -129,7 +130,7 @@ struct listener {
 struct gw_stats {
 	uint64_t accepted, requests, tunnels_total, tunnels_sockmap, tunnels_splice;
 	uint64_t rejected, upstream_errors, timeouts, bad_requests;
-	uint64_t pauses, resumes, demotions;
+	uint64_t holds;          /* times a slow peer made the kernel relay hold bytes */
 	uint64_t bytes_up, bytes_down; /* of closed tunnels */
 };
 
@@ -146,9 +147,6 @@ struct gateway {
 	struct conn *conns;      /* every client connection */
 	unsigned nconns, ntunnels;
 	struct conn *watch;      /* kernel-relayed tunnels polled for FIN hand-over or resume */
-	struct handle relay_events;
-#define TUN_HASH_BUCKETS 16384
-	struct conn *tun_hash[TUN_HASH_BUCKETS]; /* open tunnels by id */
 	struct conn *graveyard;  /* closed this round; freed after the event batch */
 	uint64_t next_tunnel_id;
 	FILE *access_log;
@@ -173,8 +171,6 @@ void tunnel_start(struct conn *c);
 void tunnel_event(struct conn *c, struct handle *h, uint32_t events);
 /* Check watched tunnels due now; returns ms until the next check, or -1 for none. */
 int tunnel_watch_poll(struct gateway *gw);
-/* The kernel relay asked for pauses. */
-void tunnel_relay_events(struct gateway *gw);
 /* Counters of an open tunnel as the CLI shows them. */
 void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idle_ms);
 void tunnel_teardown(struct conn *c);

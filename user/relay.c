@@ -22,10 +22,7 @@
 
 struct relay {
 	struct relay_bpf *skel;
-	int socks_fd, ingress_fd, ends_fd, tunnels_fd;
-	struct ring_buffer *events;
-	void (*event_cb)(void *ctx, const struct tg_event *ev);
-	void *event_ctx;
+	int socks_fd, ingress_fd, ends_fd, tunnels_fd, released_fd;
 	char pin_dir[256]; /* as config.bpf_pin_dir */
 };
 
@@ -33,7 +30,7 @@ struct relay {
 static struct bpf_map *relay_maps(struct relay *r, int i)
 {
 	struct bpf_map *m[] = { r->skel->maps.tunnels, r->skel->maps.socks, r->skel->maps.ingress,
-				r->skel->maps.ends, r->skel->maps.events };
+				r->skel->maps.ends, r->skel->maps.released };
 
 	return i < (int)(sizeof(m) / sizeof(m[0])) ? m[i] : NULL;
 }
@@ -114,15 +111,6 @@ static int pin_all(struct relay *r, char *why, size_t whylen)
 	return 0;
 }
 
-static int on_event(void *ctx, void *data, size_t len)
-{
-	struct relay *r = ctx;
-
-	if (len >= sizeof(struct tg_event) && r->event_cb)
-		r->event_cb(r->event_ctx, data);
-	return 0;
-}
-
 struct relay *relay_open(const char *pin_dir, char *why, size_t whylen)
 {
 	struct relay *r;
@@ -147,13 +135,7 @@ struct relay *relay_open(const char *pin_dir, char *why, size_t whylen)
 	r->ingress_fd = bpf_map__fd(r->skel->maps.ingress);
 	r->ends_fd = bpf_map__fd(r->skel->maps.ends);
 	r->tunnels_fd = bpf_map__fd(r->skel->maps.tunnels);
-
-	r->events = ring_buffer__new(bpf_map__fd(r->skel->maps.events), on_event, r, NULL);
-	if (!r->events) {
-		err = -errno;
-		snprintf(why, whylen, "cannot open the relay event ring buffer: %s", strerror(errno));
-		goto err_destroy;
-	}
+	r->released_fd = bpf_map__fd(r->skel->maps.released);
 
 	prog_fd = bpf_program__fd(r->skel->progs.relay_verdict);
 	err = bpf_prog_attach(prog_fd, r->ingress_fd, BPF_SK_SKB_STREAM_VERDICT, 0);
@@ -180,7 +162,6 @@ struct relay *relay_open(const char *pin_dir, char *why, size_t whylen)
 err_unpin:
 	unpin_all(r);
 err_destroy:
-	ring_buffer__free(r->events);
 	relay_bpf__destroy(r->skel);
 err_free:
 	free(r);
@@ -193,7 +174,6 @@ void relay_close(struct relay *r)
 	if (!r)
 		return;
 	unpin_all(r);
-	ring_buffer__free(r->events);
 	/* Closing the map fds frees the maps and detaches the program with them. */
 	relay_bpf__destroy(r->skel);
 	free(r);
@@ -268,6 +248,7 @@ void relay_remove(struct relay *r, uint64_t id, int cfd, int ufd)
 		bpf_map_delete_elem(r->ingress_fd, &cookie);
 		bpf_map_delete_elem(r->socks_fd, &cookie);
 		bpf_map_delete_elem(r->ends_fd, &cookie);
+		bpf_map_delete_elem(r->released_fd, &cookie);
 	}
 	bpf_map_delete_elem(r->tunnels_fd, &id);
 }
@@ -289,48 +270,15 @@ int relay_read_end(struct relay *r, int fd, struct tg_end *e)
 
 void relay_set_max_backlog(struct relay *r, uint64_t bytes)
 {
-	r->skel->bss->max_backlog = bytes;
+	r->skel->data->max_backlog = bytes;
 }
 
-int relay_pause(struct relay *r, int fd)
+int relay_release(struct relay *r, int fd, uint64_t total)
 {
-	__u64 cookie;
+	__u64 cookie, v = total;
 	int err = sock_cookie(fd, &cookie);
 
 	if (err)
 		return err;
-	return bpf_map_delete_elem(r->ingress_fd, &cookie) ? -errno : 0;
-}
-
-int relay_resume(struct relay *r, int fd)
-{
-	struct tg_end e;
-	__u64 cookie;
-	__u32 v = fd;
-	int err = sock_cookie(fd, &cookie);
-
-	if (err)
-		return err;
-	/* The verdict program does not run for this socket now: no lost update. */
-	if (bpf_map_lookup_elem(r->ends_fd, &cookie, &e))
-		return -errno;
-	e.paused = 0;
-	if (bpf_map_update_elem(r->ends_fd, &cookie, &e, BPF_EXIST) ||
-	    bpf_map_update_elem(r->ingress_fd, &cookie, &v, BPF_NOEXIST))
-		return -errno;
-	kick(fd);
-	return 0;
-}
-
-int relay_events_fd(struct relay *r)
-{
-	return ring_buffer__epoll_fd(r->events);
-}
-
-void relay_events_consume(struct relay *r, void (*cb)(void *ctx, const struct tg_event *ev),
-			  void *ctx)
-{
-	r->event_cb = cb;
-	r->event_ctx = ctx;
-	ring_buffer__consume(r->events);
+	return bpf_map_update_elem(r->released_fd, &cookie, &v, BPF_ANY) ? -errno : 0;
 }

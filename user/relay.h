@@ -41,26 +41,13 @@ int relay_read(struct relay *r, uint64_t id, struct tg_tunnel *t);
 /* Read the flow control state of relay socket @fd. Returns 0 or -errno. */
 int relay_read_end(struct relay *r, int fd, struct tg_end *e);
 
-/* Bound each direction's backlog to @bytes (max_backlog_bytes); applies at once. */
+/* Bound each direction's backlog to @bytes (max_backlog_bytes; 0 = unbounded). */
 void relay_set_max_backlog(struct relay *r, uint64_t bytes);
 
 /*
- * Stop relaying the bytes that arrive on @fd: they stay in its receive queue and TCP
- * flow control slows its sender. The socket stays a redirect target for its peer.
+ * The daemon has read @total held bytes (in all) from relay socket @fd and written
+ * them to its peer: once that matches the held count, the kernel relays again.
  */
-int relay_pause(struct relay *r, int fd);
-
-/*
- * Relay @fd's bytes again, the queued ones at once. -EOPNOTSUPP if the socket is no
- * longer established (its FIN arrived while paused): the sockhash refuses it then.
- */
-int relay_resume(struct relay *r, int fd);
-
-/* The ring buffer's fd, readable when pause requests wait. */
-int relay_events_fd(struct relay *r);
-
-/* Hand each waiting pause request to @cb. */
-void relay_events_consume(struct relay *r, void (*cb)(void *ctx, const struct tg_event *ev),
-			  void *ctx);
+int relay_release(struct relay *r, int fd, uint64_t total);
 
 #endif

@@ -8,6 +8,11 @@
  * redirected bytes wait in a kernel queue until the peer's send path takes them, so
  * the daemon checks, from the BPF byte counters and the two sockets' TCP state, that
  * everything the FIN follows has entered the peer socket before shutdown(SHUT_WR).
+ *
+ * When a peer lags by more than max_backlog_bytes, the verdict program holds bytes on
+ * their own socket (see bpf/relay.bpf.c) and the socket turns readable. The daemon
+ * waits until the peer has taken every redirected byte, then copies the held bytes
+ * itself and releases them; the kernel relays again after that.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +34,8 @@
 #define SPLICE_PIPE_BYTES (256 * 1024)
 #define SPLICE_ROUNDS 16
 #define WATCH_MAX_BACKOFF_MS 16
+#define HOLD_BUF_BYTES (64 * 1024)
+#define HOLD_ROUNDS 64 /* per check: 4 MiB */
 
 /* TCP states as tcp_info reports them (include/net/tcp_states.h). */
 enum { TCPS_TIME_WAIT = 6, TCPS_CLOSE = 7, TCPS_CLOSE_WAIT = 8, TCPS_LAST_ACK = 9, TCPS_CLOSING = 11 };
@@ -113,8 +120,8 @@ static int sockmap_start(struct conn *c)
 	err = relay_add(c->gw->relay, &t, c->ch.fd, c->uh.fd);
 	if (err)
 		return err;
-	gw_set_events(c->gw, &c->ch, EPOLLRDHUP);
-	gw_set_events(c->gw, &c->uh, EPOLLRDHUP);
+	gw_set_events(c->gw, &c->ch, EPOLLIN | EPOLLRDHUP);
+	gw_set_events(c->gw, &c->uh, EPOLLIN | EPOLLRDHUP);
 	return 0;
 }
 
@@ -160,32 +167,6 @@ static void watch_unlink(struct conn *c)
 	c->watched = false;
 }
 
-static struct conn **hash_slot(struct gateway *gw, uint64_t id)
-{
-	return &gw->tun_hash[id % TUN_HASH_BUCKETS];
-}
-
-static void hash_del(struct conn *c)
-{
-	struct conn **pp;
-
-	for (pp = hash_slot(c->gw, c->tunnel_id); *pp; pp = &(*pp)->hash_next)
-		if (*pp == c) {
-			*pp = c->hash_next;
-			return;
-		}
-}
-
-static struct conn *hash_find(struct gateway *gw, uint64_t id)
-{
-	struct conn *c;
-
-	for (c = *hash_slot(gw, id); c; c = c->hash_next)
-		if (c->tunnel_id == id)
-			return c;
-	return NULL;
-}
-
 void tunnel_start(struct conn *c)
 {
 	struct gateway *gw = c->gw;
@@ -202,8 +183,6 @@ void tunnel_start(struct conn *c)
 	c->ubuf = NULL;
 	gw->ntunnels++;
 	gw->stats.tunnels_total++;
-	c->hash_next = *hash_slot(gw, c->tunnel_id);
-	*hash_slot(gw, c->tunnel_id) = c;
 
 	if (gw->default_relay == RK_SOCKMAP && !c->queues_unread) {
 		err = sockmap_start(c);
@@ -242,9 +221,11 @@ void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idl
 	*idle_ms = now_ms() - c->last_ms;
 	if (c->relay != RK_SOCKMAP || relay_read(c->gw->relay, c->tunnel_id, &t))
 		return;
-	*up = t.bytes_up;
-	*down = t.bytes_down;
+	*up = t.bytes_up + c->kd[TG_DIR_UP].released;
+	*down = t.bytes_down + c->kd[TG_DIR_DOWN].released;
 	*idle_ms = (now_ns() - t.last_ns) / 1000000;
+	if (*idle_ms > now_ms() - c->last_ms)
+		*idle_ms = now_ms() - c->last_ms; /* held bytes the daemon moved */
 }
 
 void tunnel_teardown(struct conn *c)
@@ -259,7 +240,10 @@ void tunnel_teardown(struct conn *c)
 	gw->stats.bytes_down += down;
 	conn_log(c, "tunnel closed");
 	watch_unlink(c);
-	hash_del(c);
+	for (int d = 0; d < 2; d++) {
+		free(c->kd[d].hold_buf);
+		c->kd[d].hold_buf = NULL;
+	}
 	if (c->relay == RK_SOCKMAP)
 		relay_remove(gw->relay, c->tunnel_id, c->ch.fd, c->uh.fd);
 	for (int d = 0; d < 2; d++)
@@ -355,24 +339,91 @@ static void splice_event(struct conn *c)
 }
 
 /*
- * Bytes of direction @d redirected by the kernel relay that the peer's send path has
- * not taken yet (@relayed: all bytes redirected). Returns 0 or -errno.
+ * Bytes of direction @d that entered the relay (redirected by the kernel, or held and
+ * then written by the daemon) and that the peer's send path has not taken yet.
  */
-static int kdir_backlog(struct conn *c, int d, uint64_t *backlog, uint64_t *relayed)
+static int kdir_backlog(struct conn *c, int d, struct tg_end *e, uint64_t *backlog)
 {
-	struct tg_end e;
-	uint64_t sent;
+	struct kdir *k = &c->kd[d];
+	uint64_t sent, in;
 	int err;
 
-	err = relay_read_end(c->gw->relay, dir_src(c, d), &e);
+	err = relay_read_end(c->gw->relay, dir_src(c, d), e);
 	if (!err)
 		err = sent_total(dir_dst(c, d), &sent);
 	if (err)
 		return err;
-	sent -= c->kd[d].peer_base;
-	*relayed = e.relayed;
-	*backlog = e.relayed > sent ? e.relayed - sent : 0;
+	sent -= k->peer_base;
+	in = e->relayed + k->released;
+	*backlog = in > sent ? in - sent : 0;
 	return 0;
+}
+
+/* Write held bytes read earlier; true when none are left. -errno on a socket error. */
+static int hold_flush(struct conn *c, int d)
+{
+	struct kdir *k = &c->kd[d];
+
+	while (k->hold_off < k->hold_len) {
+		ssize_t n = send(dir_dst(c, d), k->hold_buf + k->hold_off, k->hold_len - k->hold_off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+		k->hold_off += n;
+		k->released += n;
+	}
+	k->hold_off = k->hold_len = 0;
+	return 1;
+}
+
+/*
+ * Direction @d holds bytes on its source socket. Once the peer has taken every byte
+ * before them, copy them over and release them. Returns -errno on a socket error.
+ */
+static int kdir_release(struct conn *c, int d)
+{
+	struct kdir *k = &c->kd[d];
+	uint64_t backlog;
+	struct tg_end e;
+	int err;
+
+	if (kdir_backlog(c, d, &e, &backlog))
+		return 0;
+	if (backlog && !k->hold_len)
+		return 0; /* redirected bytes first */
+	if (!k->hold_buf) {
+		k->hold_buf = malloc(HOLD_BUF_BYTES);
+		if (!k->hold_buf)
+			return -ENOMEM;
+	}
+	for (int i = 0; i < HOLD_ROUNDS; i++) {
+		ssize_t n;
+
+		err = hold_flush(c, d);
+		if (err <= 0)
+			goto out;
+		n = recv(dir_src(c, d), k->hold_buf, HOLD_BUF_BYTES, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno == EAGAIN)) {
+			/* Everything held is out (or the FIN came): relay in the kernel again. */
+			k->holding = false;
+			free(k->hold_buf);
+			k->hold_buf = NULL;
+			if (!k->eof)
+				gw_set_events(c->gw, d == TG_DIR_UP ? &c->ch : &c->uh,
+					      EPOLLIN | EPOLLRDHUP);
+			break;
+		}
+		if (n < 0)
+			return errno == EINTR ? 0 : -errno;
+		k->hold_len = n;
+		c->last_ms = now_ms();
+	}
+	err = 0;
+out:
+	if (relay_release(c->gw->relay, dir_src(c, d), k->released))
+		return -EIO;
+	return err < 0 ? err : 0;
 }
 
 /*
@@ -381,95 +432,40 @@ static int kdir_backlog(struct conn *c, int d, uint64_t *backlog, uint64_t *rela
  */
 static bool kdir_drained(struct conn *c, int d)
 {
-	uint64_t backlog, relayed;
+	struct kdir *k = &c->kd[d];
+	uint64_t backlog;
 	struct tcp_info si;
+	struct tg_end e;
 	int64_t arrived;
 
-	if (tcp_info_get(dir_src(c, d), &si) || kdir_backlog(c, d, &backlog, &relayed))
+	if (k->holding || tcp_info_get(dir_src(c, d), &si) || kdir_backlog(c, d, &e, &backlog))
 		return false;
 	/* Bytes that reached the source socket after the hand-off (the FIN counts one). */
-	arrived = (int64_t)si.tcpi_bytes_received - 1 - (int64_t)c->kd[d].read_before;
-	pr_debug("tunnel %llu dir %d: arrived %lld relayed %llu backlog %llu",
+	arrived = (int64_t)si.tcpi_bytes_received - 1 - (int64_t)k->read_before;
+	pr_debug("tunnel %llu dir %d: arrived %lld relayed %llu held %llu released %llu backlog %llu",
 		 (unsigned long long)c->tunnel_id, d, (long long)arrived,
-		 (unsigned long long)relayed, (unsigned long long)backlog);
-	/* relayed < arrived: the verdict program has not seen the last bytes yet. */
-	return (int64_t)relayed >= arrived && backlog == 0;
+		 (unsigned long long)e.relayed, (unsigned long long)e.held,
+		 (unsigned long long)k->released, (unsigned long long)backlog);
+	/* Fewer seen than arrived: the verdict program has not run on the last bytes yet. */
+	return (int64_t)(e.relayed + e.held) >= arrived && e.held == k->released && !backlog;
 }
 
-/*
- * Leave the kernel relay for splice. Needed when a paused direction's FIN arrives: the
- * sockhash takes only established sockets, so its queued bytes could not be relayed
- * again. Both directions pause, and once nothing is in flight between the sockets
- * they leave the maps; splice then reads what waits in their receive queues.
- */
-static bool demote(struct conn *c)
-{
-	uint64_t backlog, relayed, up, down, idle;
-
-	for (int d = 0; d < 2; d++) {
-		if (!c->kd[d].paused && !c->kd[d].shut) {
-			relay_pause(c->gw->relay, dir_src(c, d));
-			c->kd[d].paused = true;
-		}
-		if (kdir_backlog(c, d, &backlog, &relayed) || backlog)
-			return false;
-	}
-	tunnel_counters(c, &up, &down, &idle);
-	relay_remove(c->gw->relay, c->tunnel_id, c->ch.fd, c->uh.fd);
-	c->bytes_up = up;
-	c->bytes_down = down;
-	watch_unlink(c);
-	c->gw->stats.demotions++;
-	for (int d = 0; d < 2; d++)
-		c->sdir[d].eof = c->sdir[d].shut = c->kd[d].shut;
-	pr_debug("tunnel %llu: a paused side closed, relaying the rest with splice",
-		 (unsigned long long)c->tunnel_id);
-	if (splice_start(c)) {
-		tunnel_end(c, "cannot create relay pipes");
-		return true;
-	}
-	c->relay = RK_SPLICE;
-	gw_set_events(c->gw, &c->ch, 0);
-	splice_event(c);
-	return true;
-}
-
-/* Resume paused directions whose backlog fell under half the bound. */
-static void kdir_resume(struct conn *c)
-{
-	uint64_t low = c->cfg->max_backlog_bytes / 2, backlog, relayed;
-	struct tcp_info si;
-
-	for (int d = 0; d < 2 && !c->demote; d++) {
-		if (!c->kd[d].paused)
-			continue;
-		if (tcp_info_get(dir_src(c, d), &si) || fin_received(si.tcpi_state)) {
-			c->demote = true;
-			break;
-		}
-		if (kdir_backlog(c, d, &backlog, &relayed) || backlog > low)
-			continue;
-		if (relay_resume(c->gw->relay, dir_src(c, d))) {
-			c->demote = true;
-			break;
-		}
-		c->kd[d].paused = false;
-		c->gw->stats.resumes++;
-	}
-}
-
-/* Check FIN hand-overs and pauses of @c; returns true if it needs no more watching. */
+/* Work on held bytes and FIN hand-overs of @c; returns true if it needs no more watching. */
 static bool kdir_check(struct conn *c)
 {
-	if (c->demote)
-		return demote(c);
-	kdir_resume(c);
-	if (c->demote)
-		return demote(c);
+	int err;
+
 	for (int d = 0; d < 2; d++) {
 		struct kdir *k = &c->kd[d];
 
-		if (k->eof && !k->shut && !k->paused && kdir_drained(c, d)) {
+		if (k->holding) {
+			err = kdir_release(c, d);
+			if (err) {
+				tunnel_end(c, strerror(-err));
+				return true;
+			}
+		}
+		if (k->eof && !k->shut && kdir_drained(c, d)) {
 			shutdown(dir_dst(c, d), SHUT_WR);
 			k->shut = true;
 		}
@@ -481,7 +477,7 @@ static bool kdir_check(struct conn *c)
 	drop_if_done(c, &c->ch, c->kd[TG_DIR_UP].eof, c->kd[TG_DIR_DOWN].shut);
 	drop_if_done(c, &c->uh, c->kd[TG_DIR_DOWN].eof, c->kd[TG_DIR_UP].shut);
 	for (int d = 0; d < 2; d++)
-		if (c->kd[d].paused || c->kd[d].eof != c->kd[d].shut)
+		if (c->kd[d].holding || c->kd[d].eof != c->kd[d].shut)
 			return false;
 	return true;
 }
@@ -522,29 +518,10 @@ int tunnel_watch_poll(struct gateway *gw)
 	return wait;
 }
 
-static void on_pause(void *ctx, const struct tg_event *ev)
-{
-	struct gateway *gw = ctx;
-	struct conn *c = hash_find(gw, ev->tunnel_id);
-	int d = ev->dir == TG_DIR_UP ? TG_DIR_UP : TG_DIR_DOWN;
-
-	if (!c || c->relay != RK_SOCKMAP || c->kd[d].paused)
-		return;
-	if (relay_pause(gw->relay, dir_src(c, d)))
-		return;
-	c->kd[d].paused = true;
-	gw->stats.pauses++;
-	watch(c, true);
-}
-
-void tunnel_relay_events(struct gateway *gw)
-{
-	relay_events_consume(gw->relay, on_pause, gw);
-}
-
 static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 {
 	int d = h->kind == H_CLIENT ? TG_DIR_UP : TG_DIR_DOWN;
+	struct kdir *k = &c->kd[d];
 	struct tcp_info ti;
 	int err = 0;
 	socklen_t len = sizeof(err);
@@ -558,13 +535,17 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 		tunnel_end(c, d == TG_DIR_UP ? "client reset" : "upstream reset");
 		return;
 	}
-	if (!c->kd[d].eof && fin_received(ti.tcpi_state)) {
-		c->kd[d].eof = true;
-		/* Level-triggered RDHUP would fire forever: errors still come as EPOLLERR. */
-		gw_set_events(c->gw, h, 0);
-		if (!kdir_check(c))
-			watch(c, true);
+	/* Readable: the verdict program held bytes here (or the FIN came). */
+	if ((events & EPOLLIN) && !k->holding) {
+		k->holding = true;
+		c->gw->stats.holds++;
 	}
+	if (!k->eof && fin_received(ti.tcpi_state))
+		k->eof = true;
+	/* Level-triggered: no EPOLLIN while held bytes wait, nothing after the FIN. */
+	gw_set_events(c->gw, h, k->eof ? 0 : k->holding ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP);
+	if (!kdir_check(c))
+		watch(c, true);
 }
 
 void tunnel_event(struct conn *c, struct handle *h, uint32_t events)
