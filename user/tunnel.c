@@ -531,16 +531,27 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 		tunnel_end(c, err ? strerror(err) : "socket error");
 		return;
 	}
-	if (tcp_info_get(h->fd, &ti) || ti.tcpi_state == TCPS_CLOSE) {
+	if (tcp_info_get(h->fd, &ti)) {
 		tunnel_end(c, d == TG_DIR_UP ? "client reset" : "upstream reset");
 		return;
+	}
+	/*
+	 * FIN_WAIT2 plus the peer's FIN moves the full socket to CLOSE (a timewait sock
+	 * takes over): a normal end after our shutdown(SHUT_WR). Only an error is a reset.
+	 */
+	if (ti.tcpi_state == TCPS_CLOSE) {
+		getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err) {
+			tunnel_end(c, strerror(err));
+			return;
+		}
 	}
 	/* Readable: the verdict program held bytes here (or the FIN came). */
 	if ((events & EPOLLIN) && !k->holding) {
 		k->holding = true;
 		c->gw->stats.holds++;
 	}
-	if (!k->eof && fin_received(ti.tcpi_state))
+	if (!k->eof && (fin_received(ti.tcpi_state) || ti.tcpi_state == TCPS_CLOSE))
 		k->eof = true;
 	/* Level-triggered: no EPOLLIN while held bytes wait, nothing after the FIN. */
 	gw_set_events(c->gw, h, k->eof ? 0 : k->holding ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP);

@@ -13,6 +13,7 @@ that silently falls back to the direct pool cannot pass.
 
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -809,7 +810,6 @@ def t_bad_config(env):
     out = "\n".join(p.tail(20))
     if rc == 0:
         raise AssertionError("exit code 0 with an unknown key; output: %r" % out)
-    import re
     if conf not in out or not re.search(r"(\b|:)5\b", out.replace(conf, "")):
         raise AssertionError("output does not name %s and line 5: %r" % (conf, out))
     return "rc %d: %s" % (rc, out.strip().splitlines()[-1] if out.strip() else "")

@@ -6,9 +6,10 @@ Prints one line per test, "PASS name", "FAIL name: reason" or
 "SKIP name: reason" (informational lines start with "#", daemon log excerpts
 with "    |"), then "N passed, N failed, N skipped". Exits 1 if any failed.
 
-Usage: python3 tests/integration/run.py [-v] [-k SUBSTRING]
+Usage: python3 tests/integration/run.py [-v] [-k SUBSTRING]   (as root, for the daemon tests)
   -k  run only tests whose name contains SUBSTRING (peers still start)
   -v  print the daemon log excerpt for passing tests too
+Environment: TG_DAEMON / TG_CTL run another build of tunnelgated / tunnelctl.
 """
 
 import argparse
@@ -22,6 +23,7 @@ import threading
 import time
 import traceback
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cases  # noqa: E402
@@ -29,6 +31,7 @@ import peers  # noqa: E402
 from cases import Skip  # noqa: E402
 
 TEST_TIMEOUT = 90.0  # hard bound per test; socket ops have their own timeouts
+SUITE_BUDGET = 330.0  # after this, remaining tests fail at once (the suite must end < 6 min)
 
 
 class Runner:
@@ -36,6 +39,7 @@ class Runner:
         self.only = only
         self.verbose = verbose
         self.passed = self.failed = self.skipped = 0
+        self.t0 = time.monotonic()
 
     def selected(self, name):
         return not self.only or self.only in name
@@ -57,6 +61,10 @@ class Runner:
         """Run fn() with a hard time bound. fn returns an optional info string."""
         if not self.selected(name):
             return
+        left = SUITE_BUDGET - (time.monotonic() - self.t0)
+        if left < 5:
+            self.fail(name, "not run: the suite's %.0f s time budget is used up" % SUITE_BUDGET)
+            return
         off = daemon.log_size() if daemon else 0
         box = {}
 
@@ -70,13 +78,14 @@ class Runner:
         t0 = time.monotonic()
         th = threading.Thread(target=body, daemon=True)
         th.start()
-        th.join(TEST_TIMEOUT)
+        limit = min(TEST_TIMEOUT, left)
+        th.join(limit)
         dt = time.monotonic() - t0
         logs = daemon.tail(25, off) if daemon else []
         if daemon and not logs:
             logs = ["(no daemon log lines during this test; last lines before it:)"] + daemon.tail(5)
         if th.is_alive():
-            self.fail(name, "hung for more than %.0f s" % TEST_TIMEOUT, logs)
+            self.fail(name, "hung for more than %.0f s" % limit, logs)
             return
         e = box.get("exc")
         if isinstance(e, Skip):
