@@ -30,6 +30,7 @@
 #define MAX_EVENTS 256
 #define TIMER_TICK_MS 50
 #define IDLE_SCAN_MS 1000
+#define VIA_FIELD "Via: 1.1 tunnelgate\r\n"
 #define HANDOFF_MAX_BYTES (1024 * 1024) /* moved by the daemon before a kernel relay */
 
 static const char *const reason_phrase[][2] = {
@@ -233,11 +234,13 @@ static void conn_update(struct conn *c)
 		ue = EPOLLOUT;
 		break;
 	case CS_RESP_HEAD:
-		ue = obuf_pending(&c->to_up) ? EPOLLOUT : EPOLLIN;
+		ue = EPOLLIN | (obuf_pending(&c->to_up) ? EPOLLOUT : 0);
+		ce = obuf_pending(&c->to_client) ? EPOLLOUT : 0;
 		break;
 	case CS_RESP_BODY:
 		ce = obuf_pending(&c->to_client) ? EPOLLOUT : 0;
 		ue = obuf_pending(&c->to_client) < OBUF_HIGH ? EPOLLIN : 0;
+		ue |= obuf_pending(&c->to_up) ? EPOLLOUT : 0;
 		break;
 	case CS_REPLY:
 		ce = EPOLLOUT;
@@ -249,6 +252,10 @@ static void conn_update(struct conn *c)
 	case CS_TUNNEL:
 		return; /* tunnel.c owns the events */
 	}
+	/* A forwarded request's body streams up while the response may come down. */
+	if (c->http_fwd && !c->req_body_done && c->state != CS_DIAL && c->state != CS_REPLY &&
+	    obuf_pending(&c->to_up) < OBUF_HIGH)
+		ce |= EPOLLIN;
 	gw_set_events(gw, &c->ch, ce);
 	if (c->uh.fd >= 0)
 		gw_set_events(gw, &c->uh, ue);
@@ -332,6 +339,7 @@ static void reply_done(struct conn *c)
 	c->ulen = 0;
 	c->upstream_eof = false;
 	c->bytes_up = c->bytes_down = 0;
+	c->http_fwd = false;
 	c->state = CS_REQ_HEAD;
 	c->start_ms = now_ms();
 	c->deadline_ms = c->start_ms + c->cfg->header_timeout_ms;
@@ -438,6 +446,34 @@ static int dial(struct conn *c)
 
 static void start_handoff(struct conn *c);
 static void handoff_progress(struct conn *c);
+static void parse_response(struct conn *c);
+static void forward_interim(struct conn *c);
+
+static int req_body_feed(struct conn *c);
+static void route(struct conn *c, const struct rule_input *in);
+
+/*
+ * The head of a forwarded request: to a proxy pool as the client sent it, to a direct
+ * target in origin-form; hop-by-hop fields out, Via in, one request per connection.
+ */
+static ssize_t forward_head(struct conn *c, char *out, size_t outlen)
+{
+	char extra[160];
+	const char *target = http_ptr(c->cbuf, c->req.target);
+	size_t tlen = c->req.target.len;
+
+	if (c->pool->direct) {
+		target = c->cbuf + c->fwd_path_off;
+		tlen = c->fwd_path_len;
+		if (!tlen) {
+			target = "/";
+			tlen = 1;
+		}
+	}
+	snprintf(extra, sizeof(extra), "%s%sConnection: close\r\n",
+		 c->req.chunked ? "Transfer-Encoding: chunked\r\n" : "", VIA_FIELD);
+	return http_build_request(&c->req, c->cbuf, target, tlen, extra, out, outlen);
+}
 
 /* The upstream socket is connected. */
 static void dial_done(struct conn *c)
@@ -446,7 +482,7 @@ static void dial_done(struct conn *c)
 	char head[16384];
 	ssize_t n;
 
-	if (c->pool->direct) {
+	if (c->pool->direct && !c->http_fwd) {
 		if (obuf_put(&c->to_client, established, sizeof(established) - 1)) {
 			conn_close(c, "out of memory");
 			return;
@@ -455,11 +491,26 @@ static void dial_done(struct conn *c)
 		start_handoff(c);
 		return;
 	}
-	n = http_build_connect(&c->req, c->cbuf, head, sizeof(head));
+	if (c->http_fwd) {
+		n = forward_head(c, head, sizeof(head));
+	} else {
+		n = http_build_connect(&c->req, c->cbuf, head, sizeof(head));
+	}
 	if (n < 0 || obuf_put(&c->to_up, head, n)) {
 		reply(c, 500, false, "tunnelgate: cannot build the upstream request: %s",
 		      strerror(n < 0 ? (int)-n : ENOMEM));
 		return;
+	}
+	if (c->http_fwd) {
+		/* The head is out of cbuf now: what follows is body, then the next request. */
+		memmove(c->cbuf, c->cbuf + c->req_len, c->clen - c->req_len);
+		c->clen -= c->req_len;
+		c->req_len = 0;
+		c->req_body_done = http_body_framing(&c->req) == HTTP_BODY_NONE;
+		if (req_body_feed(c)) {
+			conn_close(c, "bad request body framing");
+			return;
+		}
 	}
 	if (!c->ubuf) {
 		c->ucap = c->cfg->max_header_bytes;
@@ -471,7 +522,7 @@ static void dial_done(struct conn *c)
 	}
 	c->ulen = 0;
 	http_head_init(&c->resp, false, c->cfg->max_header_bytes);
-	c->resp.head_only_response = false;
+	c->resp.head_only_response = c->http_fwd && c->req.method == HTTP_HEAD;
 	c->state = CS_RESP_HEAD;
 	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
 	n = obuf_flush(&c->to_up, c->uh.fd);
@@ -611,7 +662,10 @@ static void resp_body_done(struct conn *c)
 		return;
 	}
 	upstream_close(c);
-	conn_log(c, "refused");
+	/* The rest of an unsent request body would be read as the next request. */
+	if (c->http_fwd && !c->req_body_done)
+		c->close_after_reply = true;
+	conn_log(c, c->http_fwd ? "http" : "refused");
 	c->state = CS_REPLY;
 	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
 	if (obuf_flush(&c->to_client, c->ch.fd) == 0) {
@@ -637,6 +691,7 @@ static void resp_body_feed(struct conn *c)
 		return;
 	}
 	c->ulen = 0;
+	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
 	if (!done && c->upstream_eof) {
 		if (http_body_framing(&c->resp) == HTTP_BODY_CLOSE)
 			http_body_eof(&c->resp, &done);
@@ -652,15 +707,133 @@ static void resp_body_feed(struct conn *c)
 		conn_update(c);
 }
 
+/* A 1xx answer to a forwarded request: pass it on and wait for the final one. */
+static void forward_interim(struct conn *c)
+{
+	char head[16384];
+	size_t rest;
+	ssize_t n;
+
+	if (c->resp.status == 101) {
+		/* Upgrade is hop-by-hop and never forwarded: a switch is a broken upstream. */
+		reply(c, 502, false, "tunnelgate: upstream %s switched protocols without an Upgrade request",
+		      c->uname);
+		return;
+	}
+	n = http_build_response(&c->resp, c->ubuf, VIA_FIELD, head, sizeof(head));
+	if (n < 0 || obuf_put(&c->to_client, head, n)) {
+		reply(c, 502, false, "tunnelgate: upstream %s response head cannot be relayed",
+		      c->uname);
+		return;
+	}
+	rest = c->ulen - c->resp.head_len;
+	memmove(c->ubuf, c->ubuf + c->resp.head_len, rest);
+	c->ulen = rest;
+	http_head_init(&c->resp, false, c->cfg->max_header_bytes);
+	c->resp.head_only_response = c->req.method == HTTP_HEAD;
+	obuf_flush(&c->to_client, c->ch.fd);
+	conn_update(c);
+	if (rest)
+		parse_response(c);
+}
+
+struct req_body_ctx {
+	struct conn *c;
+	int err;
+};
+
+static void req_body_piece(void *arg, const char *p, size_t n)
+{
+	struct req_body_ctx *b = arg;
+	char line[24];
+	int len;
+
+	if (!n || b->err)
+		return;
+	if (b->c->req.chunked) {
+		len = snprintf(line, sizeof(line), "%zx\r\n", n);
+		b->err = obuf_put(&b->c->to_up, line, len);
+	}
+	if (!b->err)
+		b->err = obuf_put(&b->c->to_up, p, n);
+	if (!b->err && b->c->req.chunked)
+		b->err = obuf_put(&b->c->to_up, "\r\n", 2);
+	b->c->bytes_up += n;
+}
+
+/*
+ * Move the forwarded request's body from cbuf to the upstream buffer; what follows the
+ * body stays in cbuf as the next request. Returns 0 or -errno.
+ */
+static int req_body_feed(struct conn *c)
+{
+	struct req_body_ctx b = { .c = c };
+	bool done = false;
+	ssize_t n;
+
+	if (c->req_body_done || !c->clen)
+		return 0;
+	n = http_body_feed(&c->req, c->cbuf, c->clen, req_body_piece, &b, &done);
+	if (n < 0)
+		return n;
+	if (b.err)
+		return b.err;
+	memmove(c->cbuf, c->cbuf + n, c->clen - n);
+	c->clen -= n;
+	if (done) {
+		c->req_body_done = true;
+		if (c->req.chunked && obuf_put(&c->to_up, "0\r\n\r\n", 5))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void req_body_read(struct conn *c)
+{
+	ssize_t n;
+	int err;
+
+	if (c->clen < c->ccap) {
+		n = recv(c->ch.fd, c->cbuf + c->clen, c->ccap - c->clen, 0);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			conn_close(c, "client went away in the middle of a request body");
+			return;
+		}
+		if (n > 0) {
+			c->crecvd += n;
+			c->clen += n;
+		}
+	}
+	err = req_body_feed(c);
+	if (err) {
+		c->gw->stats.bad_requests++;
+		conn_close(c, "bad request body framing");
+		return;
+	}
+	err = obuf_flush(&c->to_up, c->uh.fd);
+	if (err && err != -EAGAIN) {
+		conn_close(c, "upstream went away in the middle of a request body");
+		return;
+	}
+	/* A slow upload must not make the response head time out. */
+	if (c->state == CS_RESP_HEAD)
+		c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
+	conn_update(c);
+}
+
 static void response_head(struct conn *c)
 {
-	char head[16384], extra[96];
+	char head[16384], extra[160];
 	enum http_framing f;
 	bool keep;
 	ssize_t n;
 
 	c->status = c->resp.status;
-	if (c->resp.status >= 200 && c->resp.status < 300) {
+	if (c->http_fwd && c->resp.status < 200) {
+		forward_interim(c);
+		return;
+	}
+	if (!c->http_fwd && c->resp.status >= 200 && c->resp.status < 300) {
 		n = http_build_response(&c->resp, c->ubuf, NULL, head, sizeof(head));
 		if (n < 0 || obuf_put(&c->to_client, head, n) ||
 		    obuf_put(&c->to_client, c->ubuf + c->resp.head_len, c->ulen - c->resp.head_len)) {
@@ -682,10 +855,13 @@ static void response_head(struct conn *c)
 		return;
 	}
 
-	keep = c->req.keep_alive && !sent_past_head(c);
+	keep = c->req.keep_alive && (c->http_fwd || !sent_past_head(c));
 	f = http_body_framing(&c->resp);
 	extra[0] = '\0';
-	if (f == HTTP_BODY_LENGTH)
+	if (c->resp.head_only_response && c->resp.has_content_length)
+		snprintf(extra, sizeof(extra), "Content-Length: %llu\r\n",
+			 (unsigned long long)c->resp.content_length);
+	else if (f == HTTP_BODY_LENGTH)
 		snprintf(extra, sizeof(extra), "Content-Length: %llu\r\n",
 			 (unsigned long long)c->resp.content_length);
 	else if (f == HTTP_BODY_NONE && c->resp.status != 204 && c->resp.status != 304)
@@ -696,6 +872,8 @@ static void response_head(struct conn *c)
 		keep = false; /* HTTP/1.0 client: the close ends the body */
 	if (!keep)
 		strcat(extra, "Connection: close\r\n");
+	if (c->http_fwd)
+		strcat(extra, VIA_FIELD);
 	c->close_after_reply = !keep;
 	n = http_build_response(&c->resp, c->ubuf, extra, head, sizeof(head));
 	if (n < 0 || obuf_put(&c->to_client, head, n)) {
@@ -716,7 +894,7 @@ static void response_head(struct conn *c)
 
 static void upstream_readable(struct conn *c)
 {
-	ssize_t n, h;
+	ssize_t n;
 
 	if (c->state == CS_RESP_BODY && obuf_pending(&c->to_client) >= OBUF_HIGH)
 		return;
@@ -746,11 +924,17 @@ static void upstream_readable(struct conn *c)
 		return;
 	}
 	if (n == 0) {
-		reply(c, 502, true, "tunnelgate: upstream %s closed the connection without answering the CONNECT",
+		reply(c, 502, true, "tunnelgate: upstream %s closed the connection without answering",
 		      c->uname);
 		return;
 	}
-	h = http_head_parse(&c->resp, c->ubuf, c->ulen);
+	parse_response(c);
+}
+
+static void parse_response(struct conn *c)
+{
+	ssize_t h = http_head_parse(&c->resp, c->ubuf, c->ulen);
+
 	if (h == 0) {
 		if (c->ulen == c->ucap)
 			reply(c, 502, false, "tunnelgate: upstream %s response head is larger than max_header_bytes (%u)",
@@ -787,10 +971,15 @@ static void handle_connect(struct conn *c)
 	struct config *cfg = c->cfg;
 	const char *t = http_ptr(c->cbuf, c->req.target);
 	struct rule_input in = { .method = "CONNECT", .method_len = 7, .client = &c->caddr };
-	const struct rule *r;
 	int err;
 
 	snprintf(c->target, sizeof(c->target), "%.*s", (int)c->req.target.len, t);
+	/* What follows a CONNECT head is tunnel data: a body could smuggle a request. */
+	if (c->req.chunked || (c->req.has_content_length && c->req.content_length)) {
+		c->gw->stats.bad_requests++;
+		reply(c, 400, false, "tunnelgate: a CONNECT request cannot have a body");
+		return;
+	}
 	err = http_parse_authority(t, c->req.target.len, c->thost, sizeof(c->thost), &c->tport);
 	if (err) {
 		c->gw->stats.bad_requests++;
@@ -806,7 +995,15 @@ static void handle_connect(struct conn *c)
 	}
 	in.host = c->thost;
 	in.host_len = strlen(c->thost);
-	r = rules_match(cfg, &in);
+	route(c, &in);
+}
+
+/* Pick the pool for a request by the rules, and dial. */
+static void route(struct conn *c, const struct rule_input *in)
+{
+	struct config *cfg = c->cfg;
+	const struct rule *r = rules_match(cfg, in);
+
 	c->pool = &cfg->pools[cfg->default_pool];
 	if (r && r->action == ACT_REJECT) {
 		c->gw->stats.rejected++;
@@ -823,6 +1020,61 @@ static void handle_connect(struct conn *c)
 		}
 	}
 	dial(c);
+}
+
+/* A plain HTTP request: find its target host, apply the rules, forward it. */
+static void handle_http(struct conn *c)
+{
+	const char *t = http_ptr(c->cbuf, c->req.target), *auth, *path, *end;
+	size_t tlen = c->req.target.len, alen;
+	struct rule_input in = { .client = &c->caddr };
+	char authority[300];
+	int i;
+
+	if (tlen >= 7 && !strncasecmp(t, "http://", 7)) {
+		/* absolute-form: its host wins over any Host field */
+		auth = t + 7;
+		for (end = auth; end < t + tlen && *end != '/' && *end != '?' && *end != '#'; end++)
+			;
+		alen = end - auth;
+		path = end;
+	} else if (tlen && t[0] == '/') {
+		i = http_find_field(&c->req, c->cbuf, "Host", 0);
+		if (i < 0 || http_find_field(&c->req, c->cbuf, "Host", i + 1) >= 0) {
+			reply(c, 400, false, "tunnelgate: an origin-form request needs exactly one Host field");
+			return;
+		}
+		auth = http_ptr(c->cbuf, c->req.fields[i].value);
+		alen = c->req.fields[i].value.len;
+		path = t;
+	} else {
+		reply(c, 400, false, "tunnelgate: request target must be /path or http://host/path%s",
+		      c->req.method == HTTP_OPTIONS ? "" : " (host:port is for CONNECT only)");
+		return;
+	}
+	/* Default port 80 unless the authority ends in one (mind IPv6 brackets). */
+	end = memrchr(auth, ':', alen);
+	snprintf(authority, sizeof(authority), "%.*s%s", (int)alen, auth,
+		 !end || memrchr(auth, ']', alen) > (const void *)end ? ":80" : "");
+	if (alen >= sizeof(authority) - 4 ||
+	    http_parse_authority(authority, strlen(authority), c->thost, sizeof(c->thost),
+				 &c->tport)) {
+		reply(c, 400, false, "tunnelgate: request host '%.*s' is not host[:port]", (int)alen,
+		      auth);
+		return;
+	}
+	snprintf(c->target, sizeof(c->target), "%s", authority);
+	c->fwd_path_off = path - c->cbuf;
+	c->fwd_path_len = t + tlen - path;
+	c->http_fwd = true;
+	c->req_body_done = false;
+	in.method = http_ptr(c->cbuf, c->req.method_s);
+	in.method_len = c->req.method_s.len;
+	in.host = c->thost;
+	in.host_len = strlen(c->thost);
+	in.path = c->fwd_path_len ? path : "/";
+	in.path_len = c->fwd_path_len ? c->fwd_path_len : 1;
+	route(c, &in);
 }
 
 static void parse_request(struct conn *c)
@@ -846,9 +1098,7 @@ static void parse_request(struct conn *c)
 	c->req_len = n;
 	c->gw->stats.requests++;
 	if (c->req.method != HTTP_CONNECT) {
-		c->gw->stats.bad_requests++;
-		reply(c, 501, false,
-		      "tunnelgate: only CONNECT is supported here; use this gateway as an HTTPS proxy");
+		handle_http(c);
 		return;
 	}
 	handle_connect(c);
@@ -893,8 +1143,12 @@ static void conn_event(struct conn *c, struct handle *h, uint32_t events)
 				client_writable(c);
 			return;
 		}
-		if ((events & (EPOLLIN | EPOLLHUP)) && c->state == CS_REQ_HEAD)
+		if (!(events & (EPOLLIN | EPOLLHUP)))
+			return;
+		if (c->state == CS_REQ_HEAD)
 			client_readable(c);
+		else if (c->http_fwd && !c->req_body_done)
+			req_body_read(c);
 		return;
 	}
 	/* Upstream. */
@@ -912,20 +1166,22 @@ static void conn_event(struct conn *c, struct handle *h, uint32_t events)
 		return;
 	}
 	case CS_RESP_HEAD:
-		if (obuf_pending(&c->to_up)) {
+	case CS_RESP_BODY:
+		if ((events & EPOLLOUT) && obuf_pending(&c->to_up)) {
 			int err = obuf_flush(&c->to_up, h->fd);
 
-			if (err && err != -EAGAIN)
-				reply(c, 502, true, "tunnelgate: cannot send CONNECT to upstream %s: %s",
-				      c->uname, strerror(-err));
-			else
-				conn_update(c);
-			return;
+			if (err && err != -EAGAIN) {
+				if (c->state == CS_RESP_HEAD)
+					reply(c, 502, false, "tunnelgate: cannot send the request to upstream %s: %s",
+					      c->uname, strerror(-err));
+				else
+					conn_close(c, "upstream went away in the middle of a request body");
+				return;
+			}
+			conn_update(c);
 		}
-		upstream_readable(c);
-		return;
-	case CS_RESP_BODY:
-		upstream_readable(c);
+		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+			upstream_readable(c);
 		return;
 	case CS_HANDOFF:
 		handoff_progress(c);

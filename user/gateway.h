@@ -105,6 +105,9 @@ struct conn {
 
 	struct obuf to_client, to_up;
 	bool close_after_reply;
+	bool http_fwd;           /* a plain HTTP request (not CONNECT) being forwarded */
+	bool req_body_done;      /* its body has been read whole */
+	uint32_t fwd_path_off, fwd_path_len; /* origin-form path in cbuf, for a direct pool */
 	int status;              /* for the access log */
 
 	/* Tunnel. */

@@ -468,6 +468,25 @@ ssize_t http_build_connect(const struct http_head *h, const char *buf, char *out
 	return out_done(&o);
 }
 
+ssize_t http_build_request(const struct http_head *h, const char *buf, const char *target,
+			   size_t target_len, const char *extra, char *out, size_t outlen)
+{
+	struct out o = { .p = out, .cap = outlen };
+
+	put_span(&o, buf, h->method_s);
+	put(&o, " ", 1);
+	put(&o, target, target_len);
+	put_str(&o, " HTTP/1.1\r\n");
+	for (unsigned i = 0; i < h->nfields; i++) {
+		if (!http_field_is_hop_by_hop(h, buf, i))
+			put_field(&o, buf, &h->fields[i]);
+	}
+	if (extra)
+		put_str(&o, extra);
+	put(&o, "\r\n", 2);
+	return out_done(&o);
+}
+
 static const char *reason_phrase(int status)
 {
 	static const struct {

@@ -109,6 +109,14 @@ bool http_field_is_hop_by_hop(const struct http_head *h, const char *buf, unsign
 ssize_t http_build_connect(const struct http_head *h, const char *buf, char *out, size_t outlen);
 
 /*
+ * Write the request @h (parsed from @buf) as it goes upstream: "<method> @target
+ * HTTP/1.1", every field that is not hop-by-hop (Content-Length kept), then @extra
+ * verbatim (may be NULL), then the empty line. Returns bytes written, or -ENOSPC.
+ */
+ssize_t http_build_request(const struct http_head *h, const char *buf, const char *target,
+			   size_t target_len, const char *extra, char *out, size_t outlen);
+
+/*
  * Write the response head @h (parsed from @buf) as it goes to the client:
  * "HTTP/1.1 <status> <reason>", every field that is neither hop-by-hop nor
  * Content-Length, then @extra verbatim (framing lines such as "Content-Length: 5\r\n",
