@@ -329,6 +329,15 @@ static int set_server(struct parser *ps, const struct key_def *k, const char *v)
 	return 0;
 }
 
+static int set_x_forwarded_for(struct parser *ps, const struct key_def *k, const char *v)
+{
+	(void)k;
+	if (strcmp(v, "yes") && strcmp(v, "no"))
+		return fail(ps, "x_forwarded_for '%s' must be yes or no", v);
+	ps->cfg->x_forwarded_for = !strcmp(v, "yes");
+	return 0;
+}
+
 static int set_direct(struct parser *ps, const struct key_def *k, const char *v)
 {
 	struct pool *p = cur_pool(ps);
@@ -523,6 +532,7 @@ static const struct key_def gateway_keys[] = {
 	{ NUMBER(max_header_bytes, 1024, 1048576) },
 	{ NUMBER(max_backlog_bytes, 65536, 1073741824) },
 	{ STRING(access_log) },
+	{ .name = "x_forwarded_for", .set = set_x_forwarded_for },
 };
 
 static const struct key_def pool_keys[] = {

@@ -86,6 +86,7 @@ struct config {
 	unsigned max_header_bytes;
 	uint64_t max_backlog_bytes; /* per tunnel direction, kernel and splice relay */
 	char access_log[256];    /* path, or "-" for stderr */
+	bool x_forwarded_for;    /* add the client address to forwarded plain HTTP requests */
 	struct pool *pools;
 	unsigned npools;
 	struct rule *rules;      /* in file order */

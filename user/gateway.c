@@ -458,7 +458,7 @@ static void route(struct conn *c, const struct rule_input *in);
  */
 static ssize_t forward_head(struct conn *c, char *out, size_t outlen)
 {
-	char extra[160];
+	char extra[256];
 	const char *target = http_ptr(c->cbuf, c->req.target);
 	size_t tlen = c->req.target.len;
 
@@ -470,8 +470,20 @@ static ssize_t forward_head(struct conn *c, char *out, size_t outlen)
 			tlen = 1;
 		}
 	}
-	snprintf(extra, sizeof(extra), "%s%sConnection: close\r\n",
-		 c->req.chunked ? "Transfer-Encoding: chunked\r\n" : "", VIA_FIELD);
+	char xff[96] = "";
+
+	if (c->cfg->x_forwarded_for) {
+		char ip[INET6_ADDRSTRLEN] = "";
+
+		/* A field of its own: a list field, so it adds to any the client sent. */
+		if (c->caddr.sa.sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &c->caddr.in6.sin6_addr, ip, sizeof(ip));
+		else
+			inet_ntop(AF_INET, &c->caddr.in.sin_addr, ip, sizeof(ip));
+		snprintf(xff, sizeof(xff), "X-Forwarded-For: %s\r\n", ip);
+	}
+	snprintf(extra, sizeof(extra), "%s%s%sConnection: close\r\n",
+		 c->req.chunked ? "Transfer-Encoding: chunked\r\n" : "", VIA_FIELD, xff);
 	return http_build_request(&c->req, c->cbuf, target, tlen, extra, out, outlen);
 }
 

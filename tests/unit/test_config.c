@@ -221,6 +221,10 @@ static void test_number_limits(void **state)
 	load_ok(fx, "[gateway]\nlisten = 127.0.0.1:1\nmax_backlog_bytes = 1073741824\n"
 		    "[pool direct]\ndirect = yes\n");
 	assert_int_equal(fx->cfg.max_backlog_bytes, 1073741824);
+	assert_false(fx->cfg.x_forwarded_for);
+	load_ok(fx, "[gateway]\nlisten = 127.0.0.1:1\nx_forwarded_for = yes\n"
+		    "[pool direct]\ndirect = yes\n");
+	assert_true(fx->cfg.x_forwarded_for);
 }
 
 static void test_connect_ports(void **state)
@@ -361,7 +365,7 @@ static const struct {
 	{ "[gateway]\nlisten = 127.0.0.1:1\nlisen = 127.0.0.1:2\n", 3,
 	  "unknown key 'lisen' in [gateway] (expected listen, relay, control, bpf_pin_dir, "
 	  "connect_ports, header_timeout_ms, connect_timeout_ms, idle_timeout_ms, "
-	  "drain_timeout_ms, max_header_bytes, max_backlog_bytes, access_log)" },
+	  "drain_timeout_ms, max_header_bytes, max_backlog_bytes, access_log, x_forwarded_for)" },
 	{ MINIMAL "weight = 3\n", 5,
 	  "unknown key 'weight' in [pool direct] (expected balance, server, direct)" },
 	{ MINIMAL "[gatway]\n", 5,
@@ -433,6 +437,7 @@ static const struct {
 	{ "[gateway]\nmax_header_bytes = 1048577\n", 2, "in 1024..1048576" },
 	{ "[gateway]\nmax_backlog_bytes = 65535\n", 2, "in 65536..1073741824" },
 	{ "[gateway]\nmax_backlog_bytes = 1073741825\n", 2, "in 65536..1073741824" },
+	{ "[gateway]\nx_forwarded_for = maybe\n", 2, "x_forwarded_for 'maybe' must be yes or no" },
 	{ "[gateway]\nconnect_ports = 0\n", 2,
 	  "connect_ports '0': each item must be a port 1-65535" },
 	{ "[gateway]\nconnect_ports = 65536\n", 2, "connect_ports '65536'" },
