@@ -201,6 +201,8 @@ void conn_close(struct conn *c, const char *why)
 	gw->nconns--;
 	free(c->cbuf);
 	free(c->ubuf);
+	free(c->req);
+	free(c->resp);
 	obuf_free(&c->to_client);
 	obuf_free(&c->to_up);
 	config_put(c->cfg);
@@ -293,7 +295,7 @@ static void reply(struct conn *c, int status, bool keep, const char *fmt, ...)
 	if (blen > (int)sizeof(body) - 2)
 		blen = sizeof(body) - 2;
 	body[blen++] = '\n';
-	keep = keep && c->req_len > 0 && c->req.keep_alive && !sent_past_head(c);
+	keep = keep && c->req_len > 0 && c->req->keep_alive && !sent_past_head(c);
 	hlen = snprintf(head, sizeof(head),
 			"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n",
 			status, status_reason(status), blen, keep ? "" : "Connection: close\r\n");
@@ -343,7 +345,7 @@ static void reply_done(struct conn *c)
 	c->state = CS_REQ_HEAD;
 	c->start_ms = now_ms();
 	c->deadline_ms = c->start_ms + c->cfg->header_timeout_ms;
-	http_head_init(&c->req, true, c->cfg->max_header_bytes);
+	http_head_init(c->req, true, c->cfg->max_header_bytes);
 	conn_update(c);
 	if (c->clen)
 		parse_request(c);
@@ -459,8 +461,8 @@ static void route(struct conn *c, const struct rule_input *in);
 static ssize_t forward_head(struct conn *c, char *out, size_t outlen)
 {
 	char extra[256];
-	const char *target = http_ptr(c->cbuf, c->req.target);
-	size_t tlen = c->req.target.len;
+	const char *target = http_ptr(c->cbuf, c->req->target);
+	size_t tlen = c->req->target.len;
 
 	if (c->pool->direct) {
 		target = c->cbuf + c->fwd_path_off;
@@ -483,8 +485,8 @@ static ssize_t forward_head(struct conn *c, char *out, size_t outlen)
 		snprintf(xff, sizeof(xff), "X-Forwarded-For: %s\r\n", ip);
 	}
 	snprintf(extra, sizeof(extra), "%s%s%sConnection: close\r\n",
-		 c->req.chunked ? "Transfer-Encoding: chunked\r\n" : "", VIA_FIELD, xff);
-	return http_build_request(&c->req, c->cbuf, target, tlen, extra, out, outlen);
+		 c->req->chunked ? "Transfer-Encoding: chunked\r\n" : "", VIA_FIELD, xff);
+	return http_build_request(c->req, c->cbuf, target, tlen, extra, out, outlen);
 }
 
 /* The upstream socket is connected. */
@@ -506,7 +508,7 @@ static void dial_done(struct conn *c)
 	if (c->http_fwd) {
 		n = forward_head(c, head, sizeof(head));
 	} else {
-		n = http_build_connect(&c->req, c->cbuf, head, sizeof(head));
+		n = http_build_connect(c->req, c->cbuf, head, sizeof(head));
 	}
 	if (n < 0 || obuf_put(&c->to_up, head, n)) {
 		reply(c, 500, false, "tunnelgate: cannot build the upstream request: %s",
@@ -518,7 +520,7 @@ static void dial_done(struct conn *c)
 		memmove(c->cbuf, c->cbuf + c->req_len, c->clen - c->req_len);
 		c->clen -= c->req_len;
 		c->req_len = 0;
-		c->req_body_done = http_body_framing(&c->req) == HTTP_BODY_NONE;
+		c->req_body_done = http_body_framing(c->req) == HTTP_BODY_NONE;
 		if (req_body_feed(c)) {
 			conn_close(c, "bad request body framing");
 			return;
@@ -527,14 +529,16 @@ static void dial_done(struct conn *c)
 	if (!c->ubuf) {
 		c->ucap = c->cfg->max_header_bytes;
 		c->ubuf = malloc(c->ucap);
-		if (!c->ubuf) {
-			conn_close(c, "out of memory");
-			return;
-		}
+	}
+	if (!c->resp)
+		c->resp = malloc(sizeof(*c->resp));
+	if (!c->ubuf || !c->resp) {
+		conn_close(c, "out of memory");
+		return;
 	}
 	c->ulen = 0;
-	http_head_init(&c->resp, false, c->cfg->max_header_bytes);
-	c->resp.head_only_response = c->http_fwd && c->req.method == HTTP_HEAD;
+	http_head_init(c->resp, false, c->cfg->max_header_bytes);
+	c->resp->head_only_response = c->http_fwd && c->req->method == HTTP_HEAD;
 	c->state = CS_RESP_HEAD;
 	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
 	n = obuf_flush(&c->to_up, c->uh.fd);
@@ -662,9 +666,9 @@ static void body_to_client(void *arg, const char *p, size_t n)
 /* The upstream answered the CONNECT with a non-2xx: relay it, keep the client if we can. */
 static bool resp_chunked_out(struct conn *c)
 {
-	enum http_framing f = http_body_framing(&c->resp);
+	enum http_framing f = http_body_framing(c->resp);
 
-	return (f == HTTP_BODY_CHUNKED || f == HTTP_BODY_CLOSE) && c->req.minor >= 1;
+	return (f == HTTP_BODY_CHUNKED || f == HTTP_BODY_CLOSE) && c->req->minor >= 1;
 }
 
 static void resp_body_done(struct conn *c)
@@ -696,7 +700,7 @@ static void resp_body_feed(struct conn *c)
 
 	if (!c->ulen && !c->upstream_eof)
 		return;
-	n = http_body_feed(&c->resp, c->ubuf, c->ulen, body_to_client, &b, &done);
+	n = http_body_feed(c->resp, c->ubuf, c->ulen, body_to_client, &b, &done);
 	if (n < 0 || b.err) {
 		c->close_after_reply = true;
 		conn_close(c, "bad upstream response body");
@@ -705,8 +709,8 @@ static void resp_body_feed(struct conn *c)
 	c->ulen = 0;
 	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
 	if (!done && c->upstream_eof) {
-		if (http_body_framing(&c->resp) == HTTP_BODY_CLOSE)
-			http_body_eof(&c->resp, &done);
+		if (http_body_framing(c->resp) == HTTP_BODY_CLOSE)
+			http_body_eof(c->resp, &done);
 		if (!done) {
 			/* Truncated body: the client cannot be told in-band. */
 			conn_close(c, "upstream closed in the middle of a response body");
@@ -726,23 +730,23 @@ static void forward_interim(struct conn *c)
 	size_t rest;
 	ssize_t n;
 
-	if (c->resp.status == 101) {
+	if (c->resp->status == 101) {
 		/* Upgrade is hop-by-hop and never forwarded: a switch is a broken upstream. */
 		reply(c, 502, false, "tunnelgate: upstream %s switched protocols without an Upgrade request",
 		      c->uname);
 		return;
 	}
-	n = http_build_response(&c->resp, c->ubuf, VIA_FIELD, head, sizeof(head));
+	n = http_build_response(c->resp, c->ubuf, VIA_FIELD, head, sizeof(head));
 	if (n < 0 || obuf_put(&c->to_client, head, n)) {
 		reply(c, 502, false, "tunnelgate: upstream %s response head cannot be relayed",
 		      c->uname);
 		return;
 	}
-	rest = c->ulen - c->resp.head_len;
-	memmove(c->ubuf, c->ubuf + c->resp.head_len, rest);
+	rest = c->ulen - c->resp->head_len;
+	memmove(c->ubuf, c->ubuf + c->resp->head_len, rest);
 	c->ulen = rest;
-	http_head_init(&c->resp, false, c->cfg->max_header_bytes);
-	c->resp.head_only_response = c->req.method == HTTP_HEAD;
+	http_head_init(c->resp, false, c->cfg->max_header_bytes);
+	c->resp->head_only_response = c->req->method == HTTP_HEAD;
 	obuf_flush(&c->to_client, c->ch.fd);
 	conn_update(c);
 	if (rest)
@@ -762,13 +766,13 @@ static void req_body_piece(void *arg, const char *p, size_t n)
 
 	if (!n || b->err)
 		return;
-	if (b->c->req.chunked) {
+	if (b->c->req->chunked) {
 		len = snprintf(line, sizeof(line), "%zx\r\n", n);
 		b->err = obuf_put(&b->c->to_up, line, len);
 	}
 	if (!b->err)
 		b->err = obuf_put(&b->c->to_up, p, n);
-	if (!b->err && b->c->req.chunked)
+	if (!b->err && b->c->req->chunked)
 		b->err = obuf_put(&b->c->to_up, "\r\n", 2);
 	b->c->bytes_up += n;
 }
@@ -785,7 +789,7 @@ static int req_body_feed(struct conn *c)
 
 	if (c->req_body_done || !c->clen)
 		return 0;
-	n = http_body_feed(&c->req, c->cbuf, c->clen, req_body_piece, &b, &done);
+	n = http_body_feed(c->req, c->cbuf, c->clen, req_body_piece, &b, &done);
 	if (n < 0)
 		return n;
 	if (b.err)
@@ -794,7 +798,7 @@ static int req_body_feed(struct conn *c)
 	c->clen -= n;
 	if (done) {
 		c->req_body_done = true;
-		if (c->req.chunked && obuf_put(&c->to_up, "0\r\n\r\n", 5))
+		if (c->req->chunked && obuf_put(&c->to_up, "0\r\n\r\n", 5))
 			return -ENOMEM;
 	}
 	return 0;
@@ -840,43 +844,43 @@ static void response_head(struct conn *c)
 	bool keep;
 	ssize_t n;
 
-	c->status = c->resp.status;
-	if (c->http_fwd && c->resp.status < 200) {
+	c->status = c->resp->status;
+	if (c->http_fwd && c->resp->status < 200) {
 		forward_interim(c);
 		return;
 	}
-	if (!c->http_fwd && c->resp.status >= 200 && c->resp.status < 300) {
-		n = http_build_response(&c->resp, c->ubuf, NULL, head, sizeof(head));
+	if (!c->http_fwd && c->resp->status >= 200 && c->resp->status < 300) {
+		n = http_build_response(c->resp, c->ubuf, NULL, head, sizeof(head));
 		if (n < 0 || obuf_put(&c->to_client, head, n) ||
-		    obuf_put(&c->to_client, c->ubuf + c->resp.head_len, c->ulen - c->resp.head_len)) {
+		    obuf_put(&c->to_client, c->ubuf + c->resp->head_len, c->ulen - c->resp->head_len)) {
 			reply(c, 502, false, "tunnelgate: upstream %s response head cannot be relayed",
 			      c->uname);
 			return;
 		}
-		c->bytes_down = c->ulen - c->resp.head_len;
+		c->bytes_down = c->ulen - c->resp->head_len;
 		free(c->ubuf);
 		c->ubuf = NULL;
 		c->ulen = c->ucap = 0;
 		start_handoff(c);
 		return;
 	}
-	if (c->resp.status < 200) {
+	if (c->resp->status < 200) {
 		/* Interim responses to a CONNECT have no use here; a proxy that sends them breaks. */
 		reply(c, 502, false, "tunnelgate: upstream %s sent interim response %d to CONNECT",
-		      c->uname, c->resp.status);
+		      c->uname, c->resp->status);
 		return;
 	}
 
-	keep = c->req.keep_alive && (c->http_fwd || !sent_past_head(c));
-	f = http_body_framing(&c->resp);
+	keep = c->req->keep_alive && (c->http_fwd || !sent_past_head(c));
+	f = http_body_framing(c->resp);
 	extra[0] = '\0';
-	if (c->resp.head_only_response && c->resp.has_content_length)
+	if (c->resp->head_only_response && c->resp->has_content_length)
 		snprintf(extra, sizeof(extra), "Content-Length: %llu\r\n",
-			 (unsigned long long)c->resp.content_length);
+			 (unsigned long long)c->resp->content_length);
 	else if (f == HTTP_BODY_LENGTH)
 		snprintf(extra, sizeof(extra), "Content-Length: %llu\r\n",
-			 (unsigned long long)c->resp.content_length);
-	else if (f == HTTP_BODY_NONE && c->resp.status != 204 && c->resp.status != 304)
+			 (unsigned long long)c->resp->content_length);
+	else if (f == HTTP_BODY_NONE && c->resp->status != 204 && c->resp->status != 304)
 		snprintf(extra, sizeof(extra), "Content-Length: 0\r\n");
 	else if (resp_chunked_out(c))
 		snprintf(extra, sizeof(extra), "Transfer-Encoding: chunked\r\n");
@@ -887,14 +891,14 @@ static void response_head(struct conn *c)
 	if (c->http_fwd)
 		strcat(extra, VIA_FIELD);
 	c->close_after_reply = !keep;
-	n = http_build_response(&c->resp, c->ubuf, extra, head, sizeof(head));
+	n = http_build_response(c->resp, c->ubuf, extra, head, sizeof(head));
 	if (n < 0 || obuf_put(&c->to_client, head, n)) {
 		reply(c, 502, false, "tunnelgate: upstream %s response head cannot be relayed",
 		      c->uname);
 		return;
 	}
-	memmove(c->ubuf, c->ubuf + c->resp.head_len, c->ulen - c->resp.head_len);
-	c->ulen -= c->resp.head_len;
+	memmove(c->ubuf, c->ubuf + c->resp->head_len, c->ulen - c->resp->head_len);
+	c->ulen -= c->resp->head_len;
 	c->state = CS_RESP_BODY;
 	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
 	if (f == HTTP_BODY_NONE) {
@@ -945,7 +949,7 @@ static void upstream_readable(struct conn *c)
 
 static void parse_response(struct conn *c)
 {
-	ssize_t h = http_head_parse(&c->resp, c->ubuf, c->ulen);
+	ssize_t h = http_head_parse(c->resp, c->ubuf, c->ulen);
 
 	if (h == 0) {
 		if (c->ulen == c->ucap)
@@ -955,7 +959,7 @@ static void parse_response(struct conn *c)
 	}
 	if (h < 0) {
 		reply(c, 502, false, "tunnelgate: upstream %s sent a malformed response: %s", c->uname,
-		      c->resp.error ? c->resp.error : "parse error");
+		      c->resp->error ? c->resp->error : "parse error");
 		return;
 	}
 	response_head(c);
@@ -981,18 +985,18 @@ static void client_writable(struct conn *c)
 static void handle_connect(struct conn *c)
 {
 	struct config *cfg = c->cfg;
-	const char *t = http_ptr(c->cbuf, c->req.target);
+	const char *t = http_ptr(c->cbuf, c->req->target);
 	struct rule_input in = { .method = "CONNECT", .method_len = 7, .client = &c->caddr };
 	int err;
 
-	snprintf(c->target, sizeof(c->target), "%.*s", (int)c->req.target.len, t);
+	snprintf(c->target, sizeof(c->target), "%.*s", (int)c->req->target.len, t);
 	/* What follows a CONNECT head is tunnel data: a body could smuggle a request. */
-	if (c->req.chunked || (c->req.has_content_length && c->req.content_length)) {
+	if (c->req->chunked || (c->req->has_content_length && c->req->content_length)) {
 		c->gw->stats.bad_requests++;
 		reply(c, 400, false, "tunnelgate: a CONNECT request cannot have a body");
 		return;
 	}
-	err = http_parse_authority(t, c->req.target.len, c->thost, sizeof(c->thost), &c->tport);
+	err = http_parse_authority(t, c->req->target.len, c->thost, sizeof(c->thost), &c->tport);
 	if (err) {
 		c->gw->stats.bad_requests++;
 		reply(c, 400, false, "tunnelgate: CONNECT target '%s' is not host:port (port 1-65535, IPv6 in brackets)",
@@ -1037,8 +1041,8 @@ static void route(struct conn *c, const struct rule_input *in)
 /* A plain HTTP request: find its target host, apply the rules, forward it. */
 static void handle_http(struct conn *c)
 {
-	const char *t = http_ptr(c->cbuf, c->req.target), *auth, *path, *end;
-	size_t tlen = c->req.target.len, alen;
+	const char *t = http_ptr(c->cbuf, c->req->target), *auth, *path, *end;
+	size_t tlen = c->req->target.len, alen;
 	struct rule_input in = { .client = &c->caddr };
 	char authority[300];
 	int i;
@@ -1051,17 +1055,17 @@ static void handle_http(struct conn *c)
 		alen = end - auth;
 		path = end;
 	} else if (tlen && t[0] == '/') {
-		i = http_find_field(&c->req, c->cbuf, "Host", 0);
-		if (i < 0 || http_find_field(&c->req, c->cbuf, "Host", i + 1) >= 0) {
+		i = http_find_field(c->req, c->cbuf, "Host", 0);
+		if (i < 0 || http_find_field(c->req, c->cbuf, "Host", i + 1) >= 0) {
 			reply(c, 400, false, "tunnelgate: an origin-form request needs exactly one Host field");
 			return;
 		}
-		auth = http_ptr(c->cbuf, c->req.fields[i].value);
-		alen = c->req.fields[i].value.len;
+		auth = http_ptr(c->cbuf, c->req->fields[i].value);
+		alen = c->req->fields[i].value.len;
 		path = t;
 	} else {
 		reply(c, 400, false, "tunnelgate: request target must be /path or http://host/path%s",
-		      c->req.method == HTTP_OPTIONS ? "" : " (host:port is for CONNECT only)");
+		      c->req->method == HTTP_OPTIONS ? "" : " (host:port is for CONNECT only)");
 		return;
 	}
 	/* Default port 80 unless the authority ends in one (mind IPv6 brackets). */
@@ -1080,8 +1084,8 @@ static void handle_http(struct conn *c)
 	c->fwd_path_len = t + tlen - path;
 	c->http_fwd = true;
 	c->req_body_done = false;
-	in.method = http_ptr(c->cbuf, c->req.method_s);
-	in.method_len = c->req.method_s.len;
+	in.method = http_ptr(c->cbuf, c->req->method_s);
+	in.method_len = c->req->method_s.len;
 	in.host = c->thost;
 	in.host_len = strlen(c->thost);
 	in.path = c->fwd_path_len ? path : "/";
@@ -1091,7 +1095,7 @@ static void handle_http(struct conn *c)
 
 static void parse_request(struct conn *c)
 {
-	ssize_t n = http_head_parse(&c->req, c->cbuf, c->clen);
+	ssize_t n = http_head_parse(c->req, c->cbuf, c->clen);
 
 	if (n == 0) {
 		if (c->clen == c->ccap) {
@@ -1103,13 +1107,13 @@ static void parse_request(struct conn *c)
 	}
 	if (n < 0) {
 		c->gw->stats.bad_requests++;
-		reply(c, c->req.error_status ? c->req.error_status : 400, false,
-		      "tunnelgate: bad request: %s", c->req.error ? c->req.error : "parse error");
+		reply(c, c->req->error_status ? c->req->error_status : 400, false,
+		      "tunnelgate: bad request: %s", c->req->error ? c->req->error : "parse error");
 		return;
 	}
 	c->req_len = n;
 	c->gw->stats.requests++;
-	if (c->req.method != HTTP_CONNECT) {
+	if (c->req->method != HTTP_CONNECT) {
 		handle_http(c);
 		return;
 	}
@@ -1220,12 +1224,17 @@ static void accept_ready(struct gateway *gw, struct listener *l)
 			return;
 		}
 		c = calloc(1, sizeof(*c));
-		if (c)
+		if (c) {
 			c->cbuf = malloc(gw->cfg->max_header_bytes);
-		if (!c || !c->cbuf) {
+			c->req = malloc(sizeof(*c->req));
+		}
+		if (!c || !c->cbuf || !c->req) {
 			pr_warn("cannot accept: out of memory");
-			if (c)
+			if (c) {
+				free(c->cbuf);
+				free(c->req);
 				free(c);
+			}
 			close(fd);
 			return;
 		}
@@ -1243,7 +1252,7 @@ static void accept_ready(struct gateway *gw, struct listener *l)
 		c->state = CS_REQ_HEAD;
 		c->start_ms = now_ms();
 		c->deadline_ms = c->start_ms + c->cfg->header_timeout_ms;
-		http_head_init(&c->req, true, c->cfg->max_header_bytes);
+		http_head_init(c->req, true, c->cfg->max_header_bytes);
 		c->next = gw->conns;
 		if (gw->conns)
 			gw->conns->prev = c;

@@ -82,7 +82,7 @@ struct conn {
 	/* Client input: the request head, then whatever the client sent after it. */
 	char *cbuf;
 	size_t clen, ccap;
-	struct http_head req;
+	struct http_head *req;   /* freed once the tunnel starts */
 	ssize_t req_len;         /* head length of the current request, 0 while reading */
 	uint64_t crecvd;         /* bytes read from the client socket, ever */
 
@@ -99,7 +99,7 @@ struct conn {
 	struct sockaddr_any uaddr;
 	char *ubuf;
 	size_t ulen, ucap;
-	struct http_head resp;
+	struct http_head *resp;
 	uint64_t urecvd;
 	bool upstream_eof;
 

@@ -181,6 +181,10 @@ void tunnel_start(struct conn *c)
 	c->clen = c->ccap = 0;
 	free(c->ubuf);
 	c->ubuf = NULL;
+	free(c->req);
+	c->req = NULL;
+	free(c->resp);
+	c->resp = NULL;
 	gw->ntunnels++;
 	gw->stats.tunnels_total++;
 
