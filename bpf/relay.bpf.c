@@ -75,19 +75,22 @@ static __always_inline void count(struct tg_tunnel *t, __u32 dir, __u64 len)
 	t->last_ns = bpf_ktime_get_ns();
 }
 
-/* True if held bytes of this socket still wait for the daemon. */
-static __always_inline bool holding(struct tg_end *end, __u64 *cookie)
+/* Held bytes of this socket the daemon has written to the peer. */
+static __always_inline __u64 released_bytes(struct tg_end *end, __u64 *cookie)
 {
 	__u64 *rel;
 
 	if (!end->held)
-		return false;
+		return 0;
 	rel = bpf_map_lookup_elem(&released, cookie);
-	return !rel || *rel != end->held;
+	return rel ? *rel : 0;
 }
 
-/* True if the peer's send path lags more than max_backlog behind this direction. */
-static __always_inline bool over_backlog(struct tg_end *end, __u32 len)
+/*
+ * True if the peer's send path lags more than max_backlog behind this direction. What
+ * entered the peer is what was redirected plus the held bytes the daemon wrote.
+ */
+static __always_inline bool over_backlog(struct tg_end *end, __u64 rel, __u32 len)
 {
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
@@ -107,7 +110,7 @@ static __always_inline bool over_backlog(struct tg_end *end, __u32 len)
 			end->seq0_set = 1;
 		}
 		/* Modulo 2^32: exact while the backlog stays under 4 GiB. */
-		backlog = (__u32)end->relayed - (seq - end->peer_seq0);
+		backlog = (__u32)(end->relayed + rel) - (seq - end->peer_seq0);
 		over = (__u64)backlog + len > max_backlog;
 	}
 	bpf_sk_release(sk);
@@ -120,7 +123,7 @@ int relay_verdict(struct __sk_buff *skb)
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct tg_tunnel *t;
 	struct tg_end *end;
-	__u64 peer;
+	__u64 peer, rel;
 	int verdict;
 
 	/*
@@ -133,7 +136,8 @@ int relay_verdict(struct __sk_buff *skb)
 	end = bpf_map_lookup_elem(&ends, &cookie);
 	if (!end)
 		return SK_DROP;
-	if (holding(end, &cookie) || over_backlog(end, skb->len)) {
+	rel = released_bytes(end, &cookie);
+	if (rel != end->held || over_backlog(end, rel, skb->len)) {
 		end->held += skb->len;
 		return SK_PASS;
 	}
