@@ -20,7 +20,8 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 # Debian packages: to build, and what the tests run against.
 BUILD_PKGS := clang llvm gcc make pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev \
 	      libcmocka-dev libinih-dev node-llhttp
-TEST_PKGS  := curl openssl tinyproxy squid nginx-light haproxy socat python3 iproute2 procps
+TEST_PKGS  := curl openssl tinyproxy squid haproxy python3 iproute2 procps libclang-rt-14-dev
+BENCH_PKGS := gnuplot-nox
 
 ifeq ($(V),1)
 Q =
@@ -32,7 +33,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps test-deps run test unit integration clean
+.PHONY: all deps test-deps bench-deps run test unit integration clean
 
 MODULES  := log config rules pool http relay gateway tunnel control
 DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
@@ -122,12 +123,18 @@ integration: test-deps all
 
 test: test-deps all
 	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory bench-smoke
 	$(Q)python3 tests/integration/run.py
+
+bench-deps: test-deps
+	$(call install_missing,$(BENCH_PKGS))
 
 run: all
 	$(Q)./$(OUT)/tunnelgated -c tunnelgate.conf.example
 
 clean:
 	$(Q)rm -rf $(OUT)
+
+include tools/bench.mk
 
 -include $(wildcard $(OUT)/*.d $(OUT)/san/*.d)
