@@ -635,16 +635,18 @@ static void handoff_progress(struct conn *c)
 	tunnel_start(c);
 }
 
-static void body_to_client(void *arg, const char *p, size_t n);
-
-/* Chunked re-framing of a relayed body: one chunk per piece. */
+/*
+ * A decoded body piece on its way out: to @out, as one chunk when @chunked. Bodies
+ * are re-framed rather than copied raw so the next message can never hide in them.
+ */
 struct body_ctx {
-	struct conn *c;
+	struct obuf *out;
+	uint64_t *count;
 	bool chunked;
 	int err;
 };
 
-static void body_to_client(void *arg, const char *p, size_t n)
+static void body_piece(void *arg, const char *p, size_t n)
 {
 	struct body_ctx *b = arg;
 	char line[24];
@@ -654,13 +656,13 @@ static void body_to_client(void *arg, const char *p, size_t n)
 		return;
 	if (b->chunked) {
 		len = snprintf(line, sizeof(line), "%zx\r\n", n);
-		b->err = obuf_put(&b->c->to_client, line, len);
+		b->err = obuf_put(b->out, line, len);
 	}
 	if (!b->err)
-		b->err = obuf_put(&b->c->to_client, p, n);
+		b->err = obuf_put(b->out, p, n);
 	if (!b->err && b->chunked)
-		b->err = obuf_put(&b->c->to_client, "\r\n", 2);
-	b->c->bytes_down += n;
+		b->err = obuf_put(b->out, "\r\n", 2);
+	*b->count += n;
 }
 
 /* The upstream answered the CONNECT with a non-2xx: relay it, keep the client if we can. */
@@ -694,13 +696,14 @@ static void resp_body_done(struct conn *c)
 /* Feed body bytes in ubuf[0..ulen) to the client. */
 static void resp_body_feed(struct conn *c)
 {
-	struct body_ctx b = { .c = c, .chunked = resp_chunked_out(c) };
+	struct body_ctx b = { .out = &c->to_client, .count = &c->bytes_down,
+			      .chunked = resp_chunked_out(c) };
 	bool done = false;
 	ssize_t n;
 
 	if (!c->ulen && !c->upstream_eof)
 		return;
-	n = http_body_feed(c->resp, c->ubuf, c->ulen, body_to_client, &b, &done);
+	n = http_body_feed(c->resp, c->ubuf, c->ulen, body_piece, &b, &done);
 	if (n < 0 || b.err) {
 		c->close_after_reply = true;
 		conn_close(c, "bad upstream response body");
@@ -753,43 +756,19 @@ static void forward_interim(struct conn *c)
 		parse_response(c);
 }
 
-struct req_body_ctx {
-	struct conn *c;
-	int err;
-};
-
-static void req_body_piece(void *arg, const char *p, size_t n)
-{
-	struct req_body_ctx *b = arg;
-	char line[24];
-	int len;
-
-	if (!n || b->err)
-		return;
-	if (b->c->req->chunked) {
-		len = snprintf(line, sizeof(line), "%zx\r\n", n);
-		b->err = obuf_put(&b->c->to_up, line, len);
-	}
-	if (!b->err)
-		b->err = obuf_put(&b->c->to_up, p, n);
-	if (!b->err && b->c->req->chunked)
-		b->err = obuf_put(&b->c->to_up, "\r\n", 2);
-	b->c->bytes_up += n;
-}
-
 /*
  * Move the forwarded request's body from cbuf to the upstream buffer; what follows the
  * body stays in cbuf as the next request. Returns 0 or -errno.
  */
 static int req_body_feed(struct conn *c)
 {
-	struct req_body_ctx b = { .c = c };
+	struct body_ctx b = { .out = &c->to_up, .count = &c->bytes_up, .chunked = c->req->chunked };
 	bool done = false;
 	ssize_t n;
 
 	if (c->req_body_done || !c->clen)
 		return 0;
-	n = http_body_feed(c->req, c->cbuf, c->clen, req_body_piece, &b, &done);
+	n = http_body_feed(c->req, c->cbuf, c->clen, body_piece, &b, &done);
 	if (n < 0)
 		return n;
 	if (b.err)
