@@ -14,7 +14,7 @@ ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP
 INCLUDES := -I$(OUT) -Iinclude -Iuser -I$(LLHTTP_H)
-LDLIBS   := -lbpf -lelf -lz -linih
+LDLIBS   := -lbpf -lelf -lz -linih -pthread
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 
 # Debian packages: to build, and what the tests run against.
@@ -35,7 +35,7 @@ endif
 .SECONDARY:
 .PHONY: all deps test-deps bench-deps run test unit integration clean
 
-MODULES  := log config rules pool http relay gateway tunnel control
+MODULES  := log config rules pool http relay gateway tunnel control resolver
 DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
 	       $(OUT)/llhttp/api.o $(OUT)/llhttp/http.o $(OUT)/llhttp/llhttp.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))

@@ -23,6 +23,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "pool.h"
+#include "resolver.h"
 #include "rules.h"
 
 #define LISTEN_BACKLOG 4096
@@ -173,6 +174,10 @@ void conn_log(struct conn *c, const char *what)
 
 static void upstream_close(struct conn *c)
 {
+	if (c->rreq) {
+		resolver_cancel(c->gw->resolver, c->rreq);
+		c->rreq = NULL;
+	}
 	gw_forget(c->gw, &c->uh);
 	if (c->server) {
 		pool_release(c->server);
@@ -377,36 +382,66 @@ static void upstream_failed(struct conn *c, int err)
 	c->gw->stats.upstream_errors++;
 }
 
-/* Resolve the CONNECT target for a direct pool. */
-static int resolve_target(struct conn *c, struct sockaddr_any *out)
+/* The target of a direct pool as an address, if it is an IP literal. */
+static bool literal_target(struct conn *c, struct sockaddr_any *out)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *res;
-	char port[8];
-	int err;
-
 	memset(out, 0, sizeof(*out));
 	if (inet_pton(AF_INET, c->thost, &out->in.sin_addr) == 1) {
 		out->in.sin_family = AF_INET;
 		out->in.sin_port = htons(c->tport);
 		out->len = sizeof(out->in);
-		return 0;
+		return true;
 	}
 	if (inet_pton(AF_INET6, c->thost, &out->in6.sin6_addr) == 1) {
 		out->in6.sin6_family = AF_INET6;
 		out->in6.sin6_port = htons(c->tport);
 		out->len = sizeof(out->in6);
-		return 0;
+		return true;
 	}
-	/* Blocking: host names stall the loop for one look-up (see README, limits). */
-	snprintf(port, sizeof(port), "%u", c->tport);
-	err = getaddrinfo(c->thost, port, &hints, &res);
-	if (err)
-		return -ENOENT;
-	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
-	out->len = res->ai_addrlen;
-	freeaddrinfo(res);
+	return false;
+}
+
+/* Look the target's host name up off the loop; dial() goes on when it is answered. */
+static int resolve_async(struct conn *c)
+{
+	struct resolve_req *req = calloc(1, sizeof(*req));
+
+	if (!req) {
+		reply(c, 503, false, "tunnelgate: out of memory");
+		return -ENOMEM;
+	}
+	snprintf(req->host, sizeof(req->host), "%s", c->thost);
+	req->port = c->tport;
+	req->owner = c;
+	c->rreq = req;
+	c->state = CS_DIAL;
+	c->deadline_ms = now_ms() + c->cfg->connect_timeout_ms;
+	resolver_submit(c->gw->resolver, req);
+	conn_update(c);
 	return 0;
+}
+
+static int dial(struct conn *c);
+
+static void gw_resolved(struct gateway *gw)
+{
+	struct resolve_req *req, *next;
+
+	for (req = resolver_done(gw->resolver); req; req = next) {
+		struct conn *c = req->owner;
+
+		next = req->next;
+		c->rreq = NULL;
+		if (req->err) {
+			reply(c, 502, true, "tunnelgate: cannot resolve %s (check the name and the host's DNS settings)",
+			      c->thost);
+		} else {
+			c->uaddr = req->addr;
+			c->uaddr_set = true;
+			dial(c);
+		}
+		free(req);
+	}
 }
 
 /* Start a non-blocking connect to the chosen server or the target. */
@@ -420,10 +455,9 @@ static int dial(struct conn *c)
 		to = &c->server->addr;
 		snprintf(c->uname, sizeof(c->uname), "%s", c->server->name);
 	} else {
-		if (resolve_target(c, &c->uaddr)) {
-			reply(c, 502, true, "tunnelgate: cannot resolve %s", c->thost);
-			return -ENOENT;
-		}
+		if (!c->uaddr_set && !literal_target(c, &c->uaddr))
+			return resolve_async(c);
+		c->uaddr_set = false;
 		to = &c->uaddr;
 		sockaddr_fmt(to, c->uname, sizeof(c->uname));
 	}
@@ -1265,8 +1299,9 @@ static void check_deadlines(struct gateway *gw)
 			gw->stats.timeouts++;
 			if (c->server)
 				c->server->failures++;
-			reply(c, 504, true, "tunnelgate: connecting to %s timed out after %u ms (connect_timeout_ms)",
-			      c->uname, c->cfg->connect_timeout_ms);
+			reply(c, 504, true, "tunnelgate: %s %s timed out after %u ms (connect_timeout_ms)",
+			      c->rreq ? "resolving" : "connecting to", c->rreq ? c->thost : c->uname,
+			      c->cfg->connect_timeout_ms);
 			break;
 		case CS_RESP_HEAD:
 			gw->stats.timeouts++;
@@ -1505,6 +1540,10 @@ static void shutdown_all(struct gateway *gw)
 	listeners_close(gw);
 	control_close(gw);
 	relay_close(gw->relay);
+	if (gw->resolver) {
+		epoll_ctl(gw->epfd, EPOLL_CTL_DEL, gw->resolver_h.fd, NULL);
+		resolver_stop(gw->resolver); /* closes its fd */
+	}
 	gw_forget(gw, &gw->sigh);
 	if (gw->access_log && gw->access_log != stderr)
 		fclose(gw->access_log);
@@ -1539,6 +1578,14 @@ int gateway_run(struct config *cfg, const char *path)
 		goto out;
 	if (open_relay(&gw))
 		goto out;
+	gw.resolver = resolver_start();
+	if (!gw.resolver) {
+		pr_warn("cannot start the name resolver thread: %s", strerror(errno));
+		goto out;
+	}
+	gw.resolver_h = (struct handle){ .kind = H_RESOLVER, .fd = resolver_fd(gw.resolver),
+					 .owner = &gw };
+	gw_set_events(&gw, &gw.resolver_h, EPOLLIN);
 	pr_info("listening on %u address(es), relay %s, control %s", cfg->nlisten,
 		gw.default_relay == RK_SOCKMAP ? "sockmap" : "splice", cfg->control);
 
@@ -1584,6 +1631,9 @@ int gateway_run(struct config *cfg, const char *path)
 			case H_CONTROL:
 			case H_CTL_CLIENT:
 				control_event(&gw, h, ev[i].events);
+				break;
+			case H_RESOLVER:
+				gw_resolved(&gw);
 				break;
 
 			}

@@ -18,7 +18,7 @@
 struct conn;
 struct gateway;
 
-enum handle_kind { H_LISTEN, H_CLIENT, H_UPSTREAM, H_SIGNAL, H_CONTROL, H_CTL_CLIENT };
+enum handle_kind { H_LISTEN, H_CLIENT, H_UPSTREAM, H_SIGNAL, H_CONTROL, H_CTL_CLIENT, H_RESOLVER };
 
 /* What epoll's data.ptr points at. */
 struct handle {
@@ -97,6 +97,8 @@ struct conn {
 	int attempts;
 	char uname[64];          /* "ip:port" dialled */
 	struct sockaddr_any uaddr;
+	bool uaddr_set;          /* uaddr holds the resolved target */
+	struct resolve_req *rreq; /* host name look-up in flight */
 	char *ubuf;
 	size_t ulen, ucap;
 	struct http_head *resp;
@@ -146,6 +148,8 @@ struct gateway {
 	struct handle ctl;       /* control socket listener */
 	char ctl_path[108];
 	struct relay *relay;     /* NULL: splice only */
+	struct resolver *resolver;
+	struct handle resolver_h;
 	enum relay_kind default_relay;
 	struct conn *conns;      /* every client connection */
 	unsigned nconns, ntunnels;
