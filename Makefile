@@ -124,6 +124,7 @@ integration: test-deps all
 test: test-deps all
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory bench-smoke
+	$(Q)$(MAKE) --no-print-directory fuzz-smoke
 	$(Q)python3 tests/integration/run.py
 
 bench-deps: test-deps
@@ -136,5 +137,6 @@ clean:
 	$(Q)rm -rf $(OUT)
 
 include tools/bench.mk
+include tests/fuzz/fuzz.mk
 
 -include $(wildcard $(OUT)/*.d $(OUT)/san/*.d)

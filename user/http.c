@@ -221,19 +221,50 @@ static int on_header_value_complete(llhttp_t *p)
 }
 
 /* End of the head: record the framing, then pause so llhttp stops right after it. */
+static bool list_has(const char *buf, struct http_span list, struct http_span name);
+
+/* True if a Connection field names a field that frames or routes the message. */
+static bool connection_names_framing(const struct http_head *h)
+{
+	static const char *const framing[] = { "Content-Length", "Transfer-Encoding", "Host" };
+
+	for (unsigned i = 0; i < h->nfields; i++) {
+		for (unsigned k = 0; k < sizeof(framing) / sizeof(framing[0]); k++) {
+			if (!http_span_ieq(h->base, h->fields[i].name, framing[k]))
+				continue;
+			for (int j = http_find_field(h, h->base, "Connection", 0); j >= 0;
+			     j = http_find_field(h, h->base, "Connection", j + 1))
+				if (list_has(h->base, h->fields[j].value, h->fields[i].name))
+					return true;
+		}
+	}
+	return false;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
 	struct http_head *h = head_of(p);
+	/* llhttp sets no flag for an empty Transfer-Encoding: look at the fields. */
+	bool te = http_find_field(h, h->base, "Transfer-Encoding", 0) >= 0;
 
+	/* Dropping it as hop-by-hop would reframe the message for the next hop. */
+	if (connection_names_framing(h))
+		return fail(h, -1, h->request ? 400 : 502,
+			    "Connection names Content-Length, Transfer-Encoding or Host");
 	if (h->request) {
 		h->method = p->method;
+		/* A request line without a version is HTTP/0.9 to llhttp. */
+		if (p->http_major != 1 || p->http_minor > 1)
+			return fail(h, -1, 505, ERR_VERSION);
 		/* Loose llhttp checks this after the callback, which we never reach. */
-		if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED))
+		if (te && !(p->flags & F_CHUNKED))
 			return fail(h, -1, 400, "Transfer-Encoding does not end in chunked");
 	} else {
 		h->status = p->status_code;
 		if (h->status < 100)
 			return fail(h, -1, 502, "invalid status code");
+		if (te && (p->flags & F_CONTENT_LENGTH))
+			return fail(h, -1, 502, "both Transfer-Encoding and Content-Length");
 		/* What returning 1 from this callback does, which a pause cannot return. */
 		if (h->head_only_response || h->status / 100 == 1 || h->status == 204 ||
 		    h->status == 304)

@@ -66,6 +66,15 @@ int path_normalise(const char *path, size_t len, char *out, size_t outlen)
 			continue;
 		}
 		c = hi << 4 | lo;
+		/*
+		 * A decoded hex digit right after a literal "%" or "%x" would make a new
+		 * escape that a second pass decodes: keep it encoded, so the result is
+		 * stable (what the rules saw is what an origin decoding twice sees).
+		 */
+		if (unreserved(c) && hexval(c) >= 0 &&
+		    ((o >= 1 && out[o - 1] == '%') ||
+		     (o >= 2 && out[o - 2] == '%' && hexval(out[o - 1]) >= 0)))
+			c = '%'; /* any non-unreserved value: falls to the encoded branch */
 		if (unreserved(c)) {
 			out[o++] = c;
 		} else {

@@ -439,6 +439,15 @@ static const struct err_case {
 	{ true, 0, S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
 	  -EBADMSG, 400 },
 	{ true, 0, S("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), -EBADMSG, 400 },
+	/* Found by fuzzing: framing that llhttp lets through or a hop could drop. */
+	{ true, 0, S("POST / HTTP/1.1\r\nTransfer-Encoding: \r\nContent-Length: 5\r\n\r\n"),
+	  -EBADMSG, 400 },
+	{ true, 0, S("POST / HTTP/1.1\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n"),
+	  -EBADMSG, 400 },
+	{ true, 0, S("GET / HTTP/1.1\r\nConnection: close, host\r\nHost: a\r\n\r\n"), -EBADMSG, 400 },
+	{ true, 0, S("GET /x\r\nHost: a\r\n\r\n"), -ENOTSUP, 505 },
+	{ false, 0, S("HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\nContent-Length: 5\r\n\r\n"),
+	  -EBADMSG, 502 },
 	/* Request line. */
 	{ true, 0, S("get / HTTP/1.1\r\n\r\n"), -EBADMSG, 400 },
 	{ true, 0, S("GET  / HTTP/1.1\r\n\r\n"), -EBADMSG, 400 },

@@ -22,6 +22,10 @@ static const struct {
 } paths[] = {
 	{ "/admin", "/admin" },
 	{ "/%61dmin", "/admin" },
+	/* Found by fuzzing: a decoded hex digit must not complete a new escape. */
+	{ "/%%32e", "/%%32e" },
+	{ "/%4%31", "/%4%31" },
+	{ "/%%32e%2E/x", "/%%32e./x" },
 	{ "/%41DMIN", "/ADMIN" },
 	{ "//admin", "/admin" },
 	{ "///admin//x", "/admin/x" },
