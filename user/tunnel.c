@@ -514,7 +514,8 @@ int tunnel_watch_poll(struct gateway *gw)
 				watch_unlink(c);
 				continue;
 			}
-			watch(c, false);
+			/* Held bytes are a stream to keep moving; a FIN hand-over can wait. */
+			watch(c, c->kd[0].holding || c->kd[1].holding);
 		}
 		if (wait < 0 || (int)(c->watch_at_ms - now) < wait)
 			wait = c->watch_at_ms > now ? c->watch_at_ms - now : 0;
