@@ -390,7 +390,7 @@ static int kdir_release(struct conn *c, int d)
 	struct kdir *k = &c->kd[d];
 	uint64_t backlog;
 	struct tg_end e;
-	int err;
+	int err = 0;
 
 	if (kdir_backlog(c, d, &e, &backlog))
 		return 0;
@@ -406,28 +406,36 @@ static int kdir_release(struct conn *c, int d)
 
 		err = hold_flush(c, d);
 		if (err <= 0)
-			goto out;
+			break;
+		err = 0;
+		/*
+		 * Held bytes may still wait in the kernel queue behind the other
+		 * direction's: EAGAIN (or EOF) now does not mean they are all out.
+		 */
 		n = recv(dir_src(c, d), k->hold_buf, HOLD_BUF_BYTES, MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno == EAGAIN)) {
-			/* Everything held is out (or the FIN came): relay in the kernel again. */
-			k->holding = false;
-			free(k->hold_buf);
-			k->hold_buf = NULL;
-			if (!k->eof)
-				gw_set_events(c->gw, d == TG_DIR_UP ? &c->ch : &c->uh,
-					      EPOLLIN | EPOLLRDHUP);
+		if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+			break;
+		if (n < 0) {
+			err = -errno;
 			break;
 		}
-		if (n < 0)
-			return errno == EINTR ? 0 : -errno;
 		k->hold_len = n;
 		c->last_ms = now_ms();
 	}
-	err = 0;
-out:
 	if (relay_release(c->gw->relay, dir_src(c, d), k->released))
 		return -EIO;
-	return err < 0 ? err : 0;
+	if (err < 0)
+		return err;
+	/* Done when every byte the program held has been written to the peer. */
+	if (!k->hold_len && !relay_read_end(c->gw->relay, dir_src(c, d), &e) &&
+	    e.held == k->released) {
+		k->holding = false;
+		free(k->hold_buf);
+		k->hold_buf = NULL;
+		if (!k->eof)
+			gw_set_events(c->gw, d == TG_DIR_UP ? &c->ch : &c->uh, EPOLLIN | EPOLLRDHUP);
+	}
+	return 0;
 }
 
 /*
@@ -556,8 +564,17 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 		k->holding = true;
 		c->gw->stats.holds++;
 	}
-	if (!k->eof && (fin_received(ti.tcpi_state) || ti.tcpi_state == TCPS_CLOSE))
+	if (!k->eof && (fin_received(ti.tcpi_state) || ti.tcpi_state == TCPS_CLOSE)) {
 		k->eof = true;
+		/*
+		 * No more EPOLLIN from here on, but held bytes may still be on their way to
+		 * the socket (queued behind the other direction's): drain until EOF.
+		 */
+		if (!k->holding) {
+			k->holding = true;
+			c->gw->stats.holds++;
+		}
+	}
 	/* Level-triggered: no EPOLLIN while held bytes wait, nothing after the FIN. */
 	gw_set_events(c->gw, h, k->eof ? 0 : k->holding ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP);
 	if (!kdir_check(c))
