@@ -291,7 +291,8 @@ class Squid:
 
 class Daemon:
     """One tunnelgated instance with its own listen port, control socket and
-    pin dir. pools: list of (name, [lines]); rules: list of (name, host, pool)."""
+    pin dir. pools: list of (name, [lines]); rules: list of (name, host, pool)
+    or (name, [lines])."""
 
     def __init__(self, tmp, name, relay, pools, rules=(), default="direct", extra=None,
                  verbose=True, host="127.0.0.1"):
@@ -319,7 +320,11 @@ class Daemon:
         lines = ["[gateway]"] + ["%s = %s" % kv for kv in gw.items()]
         for pname, plines in pools:
             lines += ["", "[pool %s]" % pname] + list(plines)
-        for rname, rhost, pool in rules:
+        for rule in rules:
+            if len(rule) == 2:  # (name, [lines]): any rule keys, e.g. path_prefix, client_not_in
+                lines += ["", "[rule %s]" % rule[0]] + list(rule[1])
+                continue
+            rname, rhost, pool = rule
             lines += ["", "[rule %s]" % rname, "host = %s" % rhost, "action = pool %s" % pool]
         lines += ["", "[route]", "default = %s" % default]
         with open(self.conf, "w") as f:

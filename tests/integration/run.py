@@ -27,6 +27,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cases  # noqa: E402
+import flow  # noqa: E402
 import peers  # noqa: E402
 from cases import Skip  # noqa: E402
 
@@ -163,7 +164,7 @@ def sockmap_unsupported():
 
 def run_relay(runner, env, relay, skip_reason):
     names = ["%s/%s" % (relay, n) for n, _ in relay_tests(env, relay)] + \
-            ["%s/%s" % (relay, n) for n in TAIL_TESTS]
+            ["%s/%s" % (relay, n) for n in TAIL_TESTS] + flow.names(relay)
     if not any(runner.selected(n) for n in names):
         return
     if relay == "sockmap" and not skip_reason:
@@ -220,6 +221,7 @@ def run_relay(runner, env, relay, skip_reason):
             except Exception as e:
                 lines = str(e).splitlines()
                 runner.fail(name, "daemon did not start: %s" % lines[0], lines[1:])
+    flow.run_flow(runner, env, relay, start)
     if d is None:
         return
     name = "%s/hygiene_fds_and_map" % relay
