@@ -494,9 +494,11 @@ static void route(struct conn *c, const struct rule_input *in);
  */
 static ssize_t forward_head(struct conn *c, char *out, size_t outlen)
 {
-	char extra[256];
+	char extra[640];
 	const char *target = http_ptr(c->cbuf, c->req->target);
 	size_t tlen = c->req->target.len;
+
+	char host[300] = "";
 
 	if (c->pool->direct) {
 		target = c->cbuf + c->fwd_path_off;
@@ -505,6 +507,10 @@ static ssize_t forward_head(struct conn *c, char *out, size_t outlen)
 			target = "/";
 			tlen = 1;
 		}
+		/* Origin-form loses the URL's host: Host must say it (RFC 9112 3.2.2). */
+		if (c->fwd_auth_len)
+			snprintf(host, sizeof(host), "Host: %.*s\r\n", (int)c->fwd_auth_len,
+				 c->cbuf + c->fwd_auth_off);
 	}
 	char xff[96] = "";
 
@@ -518,9 +524,10 @@ static ssize_t forward_head(struct conn *c, char *out, size_t outlen)
 			inet_ntop(AF_INET, &c->caddr.in.sin_addr, ip, sizeof(ip));
 		snprintf(xff, sizeof(xff), "X-Forwarded-For: %s\r\n", ip);
 	}
-	snprintf(extra, sizeof(extra), "%s%s%sConnection: close\r\n",
+	snprintf(extra, sizeof(extra), "%s%s%s%sConnection: close\r\n", host,
 		 c->req->chunked ? "Transfer-Encoding: chunked\r\n" : "", VIA_FIELD, xff);
-	return http_build_request(c->req, c->cbuf, target, tlen, extra, out, outlen);
+	return http_build_request(c->req, c->cbuf, target, tlen, host[0] ? "Host" : NULL, extra,
+				  out, outlen);
 }
 
 /* The upstream socket is connected. */
@@ -1095,6 +1102,9 @@ static void handle_http(struct conn *c)
 	snprintf(c->target, sizeof(c->target), "%s", authority);
 	c->fwd_path_off = path - c->cbuf;
 	c->fwd_path_len = t + tlen - path;
+	/* The URL's authority as written, for a Host field; none for origin-form. */
+	c->fwd_auth_off = auth - c->cbuf;
+	c->fwd_auth_len = path == t ? 0 : alen;
 	c->http_fwd = true;
 	c->req_body_done = false;
 	in.method = http_ptr(c->cbuf, c->req->method_s);

@@ -110,6 +110,7 @@ struct conn {
 	bool http_fwd;           /* a plain HTTP request (not CONNECT) being forwarded */
 	bool req_body_done;      /* its body has been read whole */
 	uint32_t fwd_path_off, fwd_path_len; /* origin-form path in cbuf, for a direct pool */
+	uint32_t fwd_auth_off, fwd_auth_len; /* absolute-form authority in cbuf, or len 0 */
 	int status;              /* for the access log */
 
 	/* Tunnel. */

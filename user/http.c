@@ -500,7 +500,8 @@ ssize_t http_build_connect(const struct http_head *h, const char *buf, char *out
 }
 
 ssize_t http_build_request(const struct http_head *h, const char *buf, const char *target,
-			   size_t target_len, const char *extra, char *out, size_t outlen)
+			   size_t target_len, const char *drop, const char *extra, char *out,
+			   size_t outlen)
 {
 	struct out o = { .p = out, .cap = outlen };
 
@@ -509,6 +510,8 @@ ssize_t http_build_request(const struct http_head *h, const char *buf, const cha
 	put(&o, target, target_len);
 	put_str(&o, " HTTP/1.1\r\n");
 	for (unsigned i = 0; i < h->nfields; i++) {
+		if (drop && http_span_ieq(buf, h->fields[i].name, drop))
+			continue;
 		if (!http_field_is_hop_by_hop(h, buf, i))
 			put_field(&o, buf, &h->fields[i]);
 	}

@@ -110,11 +110,13 @@ ssize_t http_build_connect(const struct http_head *h, const char *buf, char *out
 
 /*
  * Write the request @h (parsed from @buf) as it goes upstream: "<method> @target
- * HTTP/1.1", every field that is not hop-by-hop (Content-Length kept), then @extra
- * verbatim (may be NULL), then the empty line. Returns bytes written, or -ENOSPC.
+ * HTTP/1.1", every field that is not hop-by-hop (Content-Length kept) and not named
+ * @drop (may be NULL), then @extra verbatim (may be NULL), then the empty line.
+ * Returns bytes written, or -ENOSPC.
  */
 ssize_t http_build_request(const struct http_head *h, const char *buf, const char *target,
-			   size_t target_len, const char *extra, char *out, size_t outlen);
+			   size_t target_len, const char *drop, const char *extra, char *out,
+			   size_t outlen);
 
 /*
  * Write the response head @h (parsed from @buf) as it goes to the client:

@@ -245,7 +245,7 @@ static ssize_t build(enum build b, const struct http_head *h, const char *buf, c
 	case B_CONNECT:
 		return http_build_connect(h, buf, out, outlen);
 	case B_REQUEST:
-		return http_build_request(h, buf, buf + h->target.off, h->target.len, extra, out,
+		return http_build_request(h, buf, buf + h->target.off, h->target.len, NULL, extra, out,
 					  outlen);
 	default:
 		return http_build_response(h, buf, extra, out, outlen);

@@ -280,6 +280,9 @@ def main():
         runner.run("peers/tls_64MiB_via_squid", lambda: cases.t_peer_tls(env, "squid"))
         runner.run("peers/connect_hang_full_backlog", lambda: cases.t_peer_hang(env))
 
+        import http_cases  # plain HTTP forwarding, run once (relay mode irrelevant)
+        http_cases.run_http(runner, env, daemon_skip)
+
         for relay in ("sockmap", "splice"):
             run_relay(runner, env, relay, daemon_skip)
 
