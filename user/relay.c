@@ -127,7 +127,7 @@ struct relay *relay_open(const char *pin_dir, char *why, size_t whylen)
 	r->skel = relay_bpf__open_and_load();
 	if (!r->skel) {
 		err = -errno;
-		snprintf(why, whylen, "cannot load the relay BPF program: %s (run as root on a kernel with BPF sockhash support)",
+		snprintf(why, whylen, "cannot load the relay BPF program: %s (run as root on a kernel with BPF sockhash support; -v shows libbpf's details)",
 			 strerror(errno));
 		goto err_free;
 	}

@@ -12,11 +12,14 @@
 #include "gateway.h"
 #include "log.h"
 
+/*
+ * libbpf's own lines only with -v: a failed load is reported once, by us, with the
+ * reason (relay = auto then falls back in one warning line).
+ */
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	if (level == LIBBPF_DEBUG && log_max_level < LOG_DEBUG)
-		return 0;
-	if (level != LIBBPF_WARN && log_max_level < LOG_DEBUG)
+	(void)level;
+	if (log_max_level < LOG_DEBUG)
 		return 0;
 	/* libbpf's lines end in a newline of their own. */
 	return vfprintf(stderr, fmt, ap);

@@ -14,8 +14,10 @@ that silently falls back to the direct pool cannot pass.
 import hashlib
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -813,6 +815,50 @@ def t_bad_config(env):
     if conf not in out or not re.search(r"(\b|:)5\b", out.replace(conf, "")):
         raise AssertionError("output does not name %s and line 5: %r" % (conf, out))
     return "rc %d: %s" % (rc, out.strip().splitlines()[-1] if out.strip() else "")
+
+
+def t_auto_fallback(env):
+    """relay = auto without BPF (run as nobody): one warning naming why, then splice works."""
+    if not shutil.which("setpriv"):
+        raise Skip("setpriv (util-linux) not found")
+    d = tempfile.mkdtemp(prefix="tg-auto-", dir=env.tmp)
+    os.chmod(d, 0o777)
+    port = peers.free_port()
+    conf = os.path.join(d, "auto.conf")
+    with open(conf, "w") as f:
+        f.write("[gateway]\nlisten = 127.0.0.1:%d\nrelay = auto\ncontrol = %s/ctl.sock\n"
+                "bpf_pin_dir = /sys/fs/bpf/tg-test-auto-%s\nconnect_ports = *\n"
+                "[pool direct]\ndirect = yes\n" % (port, d, os.urandom(4).hex()))
+    os.chmod(conf, 0o644)
+    argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+            peers.DAEMON, "-c", conf]
+    p = peers.Proc("auto-fallback", argv, os.path.join(d, "auto.log"))
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and p.alive():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        if not p.alive():
+            raise AssertionError("daemon exited: %r" % "\n".join(p.tail(10)))
+        srv = env.servers["echo"]
+        with Client(port) as c:
+            c.tunnel("127.0.0.1", srv.port)
+            c.send(b"ping-through-splice")
+            got = c.recv_exact(len(b"ping-through-splice"), 5.0)
+            if got != b"ping-through-splice":
+                raise AssertionError("echo through the fallback relay: %r" % got)
+        out = p.tail(30)
+        warn = [l for l in out if "relay = auto" in l]
+        if len(warn) != 1 or "splice" not in warn[0] or "cannot load" not in warn[0]:
+            raise AssertionError("want exactly one warning saying splice and why, got %r" % out)
+        if any(l.startswith("libbpf:") for l in out):
+            raise AssertionError("libbpf lines without -v: %r" % out)
+        return warn[0].split("warning: ", 1)[-1]
+    finally:
+        p.stop()
 
 
 # ---------------------------------------------------------------- peer checks (no daemon)

@@ -290,6 +290,7 @@ def main():
             runner.skip("config/unknown_key_names_file_line", daemon_skip)
         else:
             runner.run("config/unknown_key_names_file_line", lambda: cases.t_bad_config(env))
+            runner.run("config/relay_auto_falls_back_to_splice", lambda: cases.t_auto_fallback(env))
     finally:
         peers.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
