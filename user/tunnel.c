@@ -270,11 +270,6 @@ static void drop_if_done(struct conn *c, struct handle *h, bool read_done, bool 
 	}
 }
 
-static void tunnel_end(struct conn *c, const char *why)
-{
-	conn_close(c, why);
-}
-
 /* Move what can be moved in direction @d. Returns -errno on a socket error. */
 static int splice_pump(struct conn *c, int d)
 {
@@ -329,12 +324,12 @@ static void splice_event(struct conn *c)
 	for (int d = 0; d < 2; d++) {
 		err = splice_pump(c, d);
 		if (err) {
-			tunnel_end(c, strerror(-err));
+			conn_close(c, strerror(-err));
 			return;
 		}
 	}
 	if (c->sdir[0].shut && c->sdir[1].shut) {
-		tunnel_end(c, NULL);
+		conn_close(c, NULL);
 		return;
 	}
 	splice_events(c);
@@ -480,7 +475,7 @@ static bool kdir_check(struct conn *c)
 		if (k->holding) {
 			err = kdir_release(c, d);
 			if (err) {
-				tunnel_end(c, strerror(-err));
+				conn_close(c, strerror(-err));
 				return true;
 			}
 		}
@@ -490,7 +485,7 @@ static bool kdir_check(struct conn *c)
 		}
 	}
 	if (c->kd[0].shut && c->kd[1].shut) {
-		tunnel_end(c, NULL);
+		conn_close(c, NULL);
 		return true;
 	}
 	drop_if_done(c, &c->ch, c->kd[TG_DIR_UP].eof, c->kd[TG_DIR_DOWN].shut);
@@ -548,11 +543,11 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 
 	if (events & EPOLLERR) {
 		getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-		tunnel_end(c, err ? strerror(err) : "socket error");
+		conn_close(c, err ? strerror(err) : "socket error");
 		return;
 	}
 	if (tcp_info_get(h->fd, &ti)) {
-		tunnel_end(c, d == TG_DIR_UP ? "client reset" : "upstream reset");
+		conn_close(c, d == TG_DIR_UP ? "client reset" : "upstream reset");
 		return;
 	}
 	/*
@@ -562,7 +557,7 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 	if (ti.tcpi_state == TCPS_CLOSE) {
 		getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len);
 		if (err) {
-			tunnel_end(c, strerror(err));
+			conn_close(c, strerror(err));
 			return;
 		}
 	}
@@ -599,7 +594,7 @@ void tunnel_event(struct conn *c, struct handle *h, uint32_t events)
 		socklen_t len = sizeof(err);
 
 		getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-		tunnel_end(c, err ? strerror(err) : "socket error");
+		conn_close(c, err ? strerror(err) : "socket error");
 		return;
 	}
 	splice_event(c);

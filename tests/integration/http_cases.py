@@ -244,65 +244,6 @@ class HC(Client):
         self.sock.settimeout(timeout)
         self.buf = bytearray()
 
-    def _need(self, n, deadline, what):
-        while len(self.buf) < n:
-            if not self._fill(deadline):
-                raise AssertionError("EOF %s" % what)
-
-    def _line(self, deadline, what):
-        for _ in range(100000):
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                line = bytes(self.buf[:i])
-                del self.buf[:i + 2]
-                return line
-            if len(self.buf) > 65536:
-                raise AssertionError("no CRLF in 64 KiB %s" % what)
-            if not self._fill(deadline):
-                raise AssertionError("EOF %s" % what)
-        raise AssertionError("line loop bound %s" % what)
-
-    def read_body(self, resp, timeout=10.0, head=False):
-        """(body, framing): framing 'length', 'chunked', 'close' or 'none'."""
-        deadline = time.monotonic() + timeout
-        if head or resp.status in (204, 304) or 100 <= resp.status < 200:
-            return b"", "none"
-        te = resp.headers.get("transfer-encoding", "").lower()
-        if "chunked" in te:
-            body = bytearray()
-            for _ in range(1 << 22):
-                line = self._line(deadline, "in a chunk size line")
-                try:
-                    size = int(line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    raise AssertionError("bad chunk size line %r" % line[:80])
-                if size == 0:
-                    for _ in range(1000):
-                        if not self._line(deadline, "in the trailer"):
-                            return bytes(body), "chunked"
-                    raise AssertionError("trailer too long")
-                self._need(size + 2, deadline, "inside a chunk")
-                if self.buf[size:size + 2] != b"\r\n":
-                    raise AssertionError("chunk of %d not followed by CRLF" % size)
-                body += self.buf[:size]
-                del self.buf[:size + 2]
-            raise AssertionError("chunk loop bound")
-        if "content-length" in resp.headers:
-            n = int(resp.headers["content-length"])
-            self._need(n, deadline, "after %d of %d body bytes" % (len(self.buf), n))
-            body = bytes(self.buf[:n])
-            del self.buf[:n]
-            return body, "length"
-        for _ in range(1 << 20):
-            try:
-                if not self._fill(deadline):
-                    break
-            except ConnectionResetError:
-                break
-        body = bytes(self.buf)
-        self.buf = bytearray()
-        return body, "close"
-
     def request(self, raw, timeout=10.0, head=False):
         self.send(raw)
         r = self.read_head(timeout)

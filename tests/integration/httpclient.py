@@ -101,48 +101,56 @@ class Client:
             headers[name.strip().lower()] = value.strip()
         return Response(parts[0], int(parts[1]), parts[2] if len(parts) > 2 else "", headers, raw)
 
-    def read_body(self, resp, timeout=5.0):
-        """Read the body of resp by its framing. Returns (body, framing) with
-        framing 'length', 'chunked', 'close' or 'none'."""
-        deadline = time.monotonic() + timeout
-        te = resp.headers.get("transfer-encoding", "").lower()
-        if "chunked" in te:
-            body = b""
-            while True:
-                while b"\r\n" not in self.buf:
-                    if not self._fill(deadline):
-                        raise AssertionError("EOF inside chunked body")
-                i = self.buf.find(b"\r\n")
+    def _need(self, n, deadline, what):
+        while len(self.buf) < n:
+            if not self._fill(deadline):
+                raise AssertionError("EOF %s" % what)
+
+    def _line(self, deadline, what):
+        for _ in range(100000):
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
                 line = bytes(self.buf[:i])
                 del self.buf[:i + 2]
-                size = int(line.split(b";")[0].strip() or b"0", 16)
+                return line
+            if len(self.buf) > 65536:
+                raise AssertionError("no CRLF in 64 KiB %s" % what)
+            if not self._fill(deadline):
+                raise AssertionError("EOF %s" % what)
+        raise AssertionError("line loop bound %s" % what)
+
+    def read_body(self, resp, timeout=10.0, head=False):
+        """(body, framing): framing 'length', 'chunked', 'close' or 'none'."""
+        deadline = time.monotonic() + timeout
+        if head or resp.status in (204, 304) or 100 <= resp.status < 200:
+            return b"", "none"
+        te = resp.headers.get("transfer-encoding", "").lower()
+        if "chunked" in te:
+            body = bytearray()
+            for _ in range(1 << 22):
+                line = self._line(deadline, "in a chunk size line")
+                try:
+                    size = int(line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    raise AssertionError("bad chunk size line %r" % line[:80])
                 if size == 0:
-                    while b"\r\n" not in self.buf:  # trailers end with an empty line
-                        if not self._fill(deadline):
-                            raise AssertionError("EOF inside chunked trailer")
-                    while not self.buf.startswith(b"\r\n"):
-                        del self.buf[:self.buf.find(b"\r\n") + 2]
-                        while b"\r\n" not in self.buf:
-                            if not self._fill(deadline):
-                                raise AssertionError("EOF inside chunked trailer")
-                    del self.buf[:2]
-                    return body, "chunked"
-                while len(self.buf) < size + 2:
-                    if not self._fill(deadline):
-                        raise AssertionError("EOF inside a chunk")
-                body += bytes(self.buf[:size])
+                    for _ in range(1000):
+                        if not self._line(deadline, "in the trailer"):
+                            return bytes(body), "chunked"
+                    raise AssertionError("trailer too long")
+                self._need(size + 2, deadline, "inside a chunk")
+                if self.buf[size:size + 2] != b"\r\n":
+                    raise AssertionError("chunk of %d not followed by CRLF" % size)
+                body += self.buf[:size]
                 del self.buf[:size + 2]
+            raise AssertionError("chunk loop bound")
         if "content-length" in resp.headers:
             n = int(resp.headers["content-length"])
-            while len(self.buf) < n:
-                if not self._fill(deadline):
-                    raise AssertionError("EOF after %d of %d body bytes" % (len(self.buf), n))
+            self._need(n, deadline, "after %d of %d body bytes" % (len(self.buf), n))
             body = bytes(self.buf[:n])
             del self.buf[:n]
             return body, "length"
-        if resp.status in (204, 304) or 100 <= resp.status < 200:
-            return b"", "none"
-        while True:
+        for _ in range(1 << 20):
             try:
                 if not self._fill(deadline):
                     break
