@@ -15,6 +15,12 @@
  * byte, the daemon reads the held bytes and writes them to the peer itself, then
  * records how many it released in `released`; redirecting starts again only when all
  * held bytes are released, so nothing is reordered.
+ *
+ * Retransmissions. A segment that overlaps bytes already received (the sender
+ * retransmitted after a drop under memory pressure) is queued whole, its sequence number
+ * before rcv_nxt. recvmsg() skips the old part; the kernel's skb reader does not, so
+ * those bytes would be relayed twice. The program tracks the next new sequence number
+ * of each socket and pulls the old bytes off the head of such an skb first.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -117,6 +123,61 @@ static __always_inline bool over_backlog(struct tg_end *end, __u64 rel, __u32 le
 	return over;
 }
 
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+/* bpf_skb_adjust_room() removes at most this many bytes per call on sk_skb. */
+#define TRIM_STEP 4095
+/* Bound on one skb's old bytes: TRIM_STEP * TRIM_ROUNDS = 1 MiB. */
+#define TRIM_ROUNDS 256
+
+/*
+ * Drop the bytes of @skb that the program has seen before. Returns 0, or -1 if they
+ * could not all be removed (the caller then drops the skb: a gap is better than
+ * bytes sent twice, and the daemon resets the tunnel on the count mismatch).
+ */
+static __always_inline int trim_old(struct __sk_buff *skb, struct tg_end *end, __u64 *cookie)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)kskb->cb;
+	__u32 seq = cb->seq, last = seq + skb->len, old;
+
+	if (!end->next_set) {
+		/* First skb since the hand-off: what the daemon read ends at copied_seq. */
+		struct bpf_sock *sk = bpf_map_lookup_elem(&socks, cookie);
+		struct tcp_sock *tp;
+
+		if (!sk)
+			return 0;
+		tp = bpf_skc_to_tcp_sock(sk);
+		if (tp) {
+			end->next_seq = tp->copied_seq;
+			end->next_set = 1;
+		}
+		bpf_sk_release(sk);
+		if (!end->next_set)
+			return 0;
+	}
+	old = end->next_seq - seq;
+	if ((__s32)old <= 0)
+		goto done;
+	if (old > skb->len)
+		old = skb->len;
+	end->trimmed += old;
+	for (int i = 0; i < TRIM_ROUNDS && old; i++) {
+		__u32 n = old < TRIM_STEP ? old : TRIM_STEP;
+
+		if (bpf_skb_adjust_room(skb, -(__s32)n, 0, 0))
+			return -1;
+		old -= n;
+	}
+	if (old)
+		return -1;
+done:
+	if ((__s32)(last - end->next_seq) > 0)
+		end->next_seq = last;
+	return 0;
+}
+
 SEC("sk_skb/stream_verdict")
 int relay_verdict(struct __sk_buff *skb)
 {
@@ -135,6 +196,8 @@ int relay_verdict(struct __sk_buff *skb)
 		return SK_DROP;
 	end = bpf_map_lookup_elem(&ends, &cookie);
 	if (!end)
+		return SK_DROP;
+	if (trim_old(skb, end, &cookie) || !skb->len)
 		return SK_DROP;
 	rel = released_bytes(end, &cookie);
 	if (rel != end->held || over_backlog(end, rel, skb->len)) {

@@ -456,10 +456,11 @@ static bool kdir_drained(struct conn *c, int d)
 		return false;
 	/* Bytes that reached the source socket after the hand-off (the FIN counts one). */
 	arrived = (int64_t)si.tcpi_bytes_received - 1 - (int64_t)k->read_before;
-	pr_debug("tunnel %llu dir %d: arrived %lld relayed %llu held %llu released %llu backlog %llu",
-		 (unsigned long long)c->tunnel_id, d, (long long)arrived,
+	pr_debug("tunnel %llu dir %d: arrived %lld relayed %llu held %llu released %llu backlog %llu "
+		 "retransmitted-twice %llu", (unsigned long long)c->tunnel_id, d, (long long)arrived,
 		 (unsigned long long)e.relayed, (unsigned long long)e.held,
-		 (unsigned long long)k->released, (unsigned long long)backlog);
+		 (unsigned long long)k->released, (unsigned long long)backlog,
+		 (unsigned long long)e.trimmed);
 	/* Fewer seen than arrived: the verdict program has not run on the last bytes yet. */
 	return (int64_t)(e.relayed + e.held) >= arrived && e.held == k->released && !backlog;
 }

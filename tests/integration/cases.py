@@ -160,6 +160,8 @@ class Env:
             self.echo6 = None
             self.missing["ipv6"] = "no IPv6 loopback: %s" % e
         self.closed_port = peers.free_port()
+        # a second one: a pool may not list one server twice when tinyproxy is missing
+        self.closed_port2 = peers.free_port("127.0.0.2")
         # a listener whose accept queue is full: a connect() to it hangs
         self.hang = socket.socket()
         self.hang.bind((A_DIRECT, 0))
@@ -229,7 +231,7 @@ class Env:
             s.close()
 
     def daemon_pools(self):
-        tp = self.tiny.port if self.tiny else self.closed_port
+        tp = self.tiny.port if self.tiny else self.closed_port2
         ta = self.tiny_auth.port if self.tiny_auth else self.closed_port
         sq = self.squid.port if self.squid else self.closed_port
         pools = [
@@ -239,7 +241,7 @@ class Env:
             ("tinyauth", ["server = 127.0.0.1:%d" % ta]),
             ("refuse", ["server = 127.0.0.1:%d" % self.closed_port]),
             ("retry", ["balance = roundrobin", "server = 127.0.0.1:%d" % self.closed_port,
-                       "server = 127.0.0.1:%d" % tp]),
+                       "server = %s:%d" % ("127.0.0.1" if self.tiny else "127.0.0.2", tp)]),
         ]
         rules = [("to-tiny", A_TINY, "tiny"), ("to-squid", A_SQUID, "squid"),
                  ("to-tinyauth", A_AUTH, "tinyauth"), ("to-refuse", A_REFUSE, "refuse"),

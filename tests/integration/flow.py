@@ -1035,13 +1035,7 @@ def names(relay):
 # Open bugs: a test listed here is reported as SKIP with the reason unless
 # TG_RUN_KNOWN_BUGS=1 is set, so the suite stays a reliable signal while the bug is
 # worked on. Remove an entry together with its fix.
-KNOWN_BUGS = {
-    "sockmap/slow_readers_200_tunnels":
-        "open bug: under constant holds (max_backlog_bytes 65536, 200 tunnels) the verdict "
-        "program sometimes sees a tunnel's first skb twice, so its first bytes arrive twice "
-        "(relayed + held = arrived + 212 in the daemon's counters); run with "
-        "TG_RUN_KNOWN_BUGS=1",
-}
+KNOWN_BUGS = {}
 
 
 def run_flow(runner, env, relay, start):
