@@ -20,7 +20,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 # Debian packages: to build, and what the tests run against.
 BUILD_PKGS := clang llvm gcc make pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev \
 	      libcmocka-dev libinih-dev node-llhttp
-TEST_PKGS  := curl openssl tinyproxy squid haproxy python3 iproute2 procps libclang-rt-14-dev
+TEST_PKGS  := curl openssl tinyproxy squid haproxy python3 iproute2 iptables procps libclang-rt-14-dev
 BENCH_PKGS := gnuplot-nox
 
 ifeq ($(V),1)

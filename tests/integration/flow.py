@@ -1025,7 +1025,15 @@ def groups(env, relay):
         ("churn", {}, None, [
             ("churn_2000_tunnels", lambda d: t_churn(env, d)),
         ]),
+        ("lossy", {}, None, [
+            ("lossy_link_retransmits_overlap", lambda d: lossy_test(d)),
+        ]),
     ]
+
+
+def lossy_test(d):
+    import lossy  # it builds on this module
+    return lossy.t_lossy(d)
 
 
 def names(relay):
