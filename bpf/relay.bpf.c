@@ -117,6 +117,8 @@ static __always_inline bool over_backlog(struct tg_end *end, __u64 rel, __u32 le
 		}
 		/* Modulo 2^32: exact while the backlog stays under 4 GiB. */
 		backlog = (__u32)(end->relayed + rel) - (seq - end->peer_seq0);
+		if (backlog > end->peak)
+			end->peak = backlog;
 		over = (__u64)backlog + len > max_backlog;
 	}
 	bpf_sk_release(sk);

@@ -34,8 +34,8 @@
 #define SPLICE_PIPE_BYTES (256 * 1024)
 #define SPLICE_ROUNDS 16
 #define WATCH_MAX_BACKOFF_MS 16
-#define HOLD_BUF_BYTES (64 * 1024)
-#define HOLD_ROUNDS 64 /* per check: 4 MiB */
+#define HOLD_BUF_BYTES (256 * 1024)
+#define HOLD_ROUNDS 32 /* per event: 8 MiB, then the other connections get a turn */
 
 /* TCP states as tcp_info reports them (include/net/tcp_states.h). */
 enum { TCPS_TIME_WAIT = 6, TCPS_CLOSE = 7, TCPS_CLOSE_WAIT = 8, TCPS_LAST_ACK = 9, TCPS_CLOSING = 11 };
@@ -385,11 +385,12 @@ static int kdir_release(struct conn *c, int d)
 	struct kdir *k = &c->kd[d];
 	uint64_t backlog;
 	struct tg_end e;
-	int err = 0;
+	int err = 0, inq = 0;
 
 	if (kdir_backlog(c, d, &e, &backlog))
 		return 0;
-	if (backlog && !k->hold_len)
+	k->wait = backlog && !k->hold_len;
+	if (k->wait)
 		return 0; /* redirected bytes first */
 	if (!k->hold_buf) {
 		k->hold_buf = malloc(HOLD_BUF_BYTES);
@@ -397,7 +398,6 @@ static int kdir_release(struct conn *c, int d)
 			return -ENOMEM;
 	}
 	for (int i = 0; i < HOLD_ROUNDS; i++) {
-		int inq = 0;
 		ssize_t n;
 
 		err = hold_flush(c, d);
@@ -429,13 +429,14 @@ static int kdir_release(struct conn *c, int d)
 	if (err < 0)
 		return err;
 	/* Done when every byte the program held has been written to the peer. */
-	if (!k->hold_len && !relay_read_end(c->gw->relay, dir_src(c, d), &e) &&
-	    e.held == k->released) {
-		k->holding = false;
-		free(k->hold_buf);
-		k->hold_buf = NULL;
-		if (!k->eof)
-			gw_set_events(c->gw, d == TG_DIR_UP ? &c->ch : &c->uh, EPOLLIN | EPOLLRDHUP);
+	if (!k->hold_len && !relay_read_end(c->gw->relay, dir_src(c, d), &e)) {
+		if (e.held == k->released) {
+			k->holding = false;
+			free(k->hold_buf);
+			k->hold_buf = NULL;
+		} else if (inq <= 0 && (ioctl(dir_src(c, d), SIOCINQ, &inq) || inq <= 0)) {
+			k->wait = true; /* held, but not readable yet */
+		}
 	}
 	return 0;
 }
@@ -457,12 +458,38 @@ static bool kdir_drained(struct conn *c, int d)
 	/* Bytes that reached the source socket after the hand-off (the FIN counts one). */
 	arrived = (int64_t)si.tcpi_bytes_received - 1 - (int64_t)k->read_before;
 	pr_debug("tunnel %llu dir %d: arrived %lld relayed %llu held %llu released %llu backlog %llu "
-		 "retransmitted-twice %llu", (unsigned long long)c->tunnel_id, d, (long long)arrived,
-		 (unsigned long long)e.relayed, (unsigned long long)e.held,
+		 "peak %llu retransmitted-twice %llu", (unsigned long long)c->tunnel_id, d,
+		 (long long)arrived, (unsigned long long)e.relayed, (unsigned long long)e.held,
 		 (unsigned long long)k->released, (unsigned long long)backlog,
-		 (unsigned long long)e.trimmed);
+		 (unsigned long long)e.peak, (unsigned long long)e.trimmed);
 	/* Fewer seen than arrived: the verdict program has not run on the last bytes yet. */
 	return (int64_t)(e.relayed + e.held) >= arrived && e.held == k->released && !backlog;
+}
+
+/*
+ * The epoll interest of both relay sockets. A source is watched for readability while
+ * its direction relays in the kernel (held bytes or a FIN turn it readable) and while
+ * held bytes wait to be read; a destination for writability while held bytes read from
+ * the other side wait to be written into it.
+ */
+static void kdir_events(struct conn *c)
+{
+	for (int d = 0; d < 2; d++) {
+		struct kdir *k = &c->kd[d], *o = &c->kd[!d];
+		struct handle *h = d == TG_DIR_UP ? &c->ch : &c->uh; /* d's source, !d's dest. */
+		uint32_t ev = 0;
+
+		if (h->fd < 0)
+			continue;
+		if (!k->eof) {
+			ev |= EPOLLRDHUP;
+			if (!k->holding || (!k->hold_len && !k->wait))
+				ev |= EPOLLIN;
+		}
+		if (o->holding && o->hold_len)
+			ev |= EPOLLOUT;
+		gw_set_events(c->gw, h, ev);
+	}
 }
 
 /* Work on held bytes and FIN hand-overs of @c; returns true if it needs no more watching. */
@@ -491,9 +518,14 @@ static bool kdir_check(struct conn *c)
 	}
 	drop_if_done(c, &c->ch, c->kd[TG_DIR_UP].eof, c->kd[TG_DIR_DOWN].shut);
 	drop_if_done(c, &c->uh, c->kd[TG_DIR_DOWN].eof, c->kd[TG_DIR_UP].shut);
-	for (int d = 0; d < 2; d++)
-		if (c->kd[d].holding || c->kd[d].eof != c->kd[d].shut)
+	kdir_events(c);
+	/* Held bytes move on epoll events; waiting for the backlog and a FIN need polling. */
+	for (int d = 0; d < 2; d++) {
+		struct kdir *k = &c->kd[d];
+
+		if ((k->holding && (k->wait || k->eof)) || k->eof != k->shut)
 			return false;
+	}
 	return true;
 }
 
@@ -525,8 +557,8 @@ int tunnel_watch_poll(struct gateway *gw)
 				watch_unlink(c);
 				continue;
 			}
-			/* Held bytes are a stream to keep moving; a FIN hand-over can wait. */
-			watch(c, c->kd[0].holding || c->kd[1].holding);
+			/* Redirected bytes ahead of held ones drain fast; a FIN hand-over can wait. */
+			watch(c, c->kd[0].wait || c->kd[1].wait);
 		}
 		if (wait < 0 || (int)(c->watch_at_ms - now) < wait)
 			wait = c->watch_at_ms > now ? c->watch_at_ms - now : 0;
@@ -578,8 +610,6 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 			c->gw->stats.holds++;
 		}
 	}
-	/* Level-triggered: no EPOLLIN while held bytes wait, nothing after the FIN. */
-	gw_set_events(c->gw, h, k->eof ? 0 : k->holding ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP);
 	if (!kdir_check(c))
 		watch(c, true);
 }
