@@ -16,9 +16,8 @@
  * records how many it released in `released`; redirecting starts again only when all
  * held bytes are released, so nothing is reordered.
  *
- * Retransmissions. A segment that overlaps bytes already received (the sender
- * retransmitted after a drop under memory pressure) is queued whole, its sequence number
- * before rcv_nxt. recvmsg() skips the old part; the kernel's skb reader does not, so
+ * Retransmissions. A segment that overlaps bytes already received (a retransmission
+ * merged with later data) is queued whole, its sequence number before rcv_nxt. recvmsg() skips the old part; the kernel's skb reader does not, so
  * those bytes would be relayed twice. The program tracks the next new sequence number
  * of each socket and pulls the old bytes off the head of such an skb first.
  */
@@ -134,8 +133,8 @@ extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 /*
  * Drop the bytes of @skb that the program has seen before. Returns 0, or -1 if they
- * could not all be removed (the caller then drops the skb: a gap is better than
- * bytes sent twice, and the daemon resets the tunnel on the count mismatch).
+ * could not all be removed: the caller then drops the skb and counts it in `lost`,
+ * and the daemon resets the tunnel (a stream with a gap must not look complete).
  */
 static __always_inline int trim_old(struct __sk_buff *skb, struct tg_end *end, __u64 *cookie)
 {
@@ -199,8 +198,12 @@ int relay_verdict(struct __sk_buff *skb)
 	end = bpf_map_lookup_elem(&ends, &cookie);
 	if (!end)
 		return SK_DROP;
-	if (trim_old(skb, end, &cookie) || !skb->len)
+	if (trim_old(skb, end, &cookie)) {
+		end->lost += skb->len;
 		return SK_DROP;
+	}
+	if (!skb->len)
+		return SK_DROP; /* nothing new in it */
 	rel = released_bytes(end, &cookie);
 	if (rel != end->held || over_backlog(end, rel, skb->len)) {
 		end->held += skb->len;

@@ -53,6 +53,7 @@ struct tg_end {
 	__u64 held;        /* bytes kept on this socket (SK_PASS) while the peer lags */
 	__u64 trimmed;     /* retransmitted bytes the program saw twice and removed */
 	__u64 peak;        /* largest backlog seen: bytes redirected, not yet sent by the peer */
+	__u64 lost;        /* bytes dropped because their old part could not be trimmed */
 	__u32 dir;         /* enum tg_dir of bytes read from this socket */
 	__u32 peer_seq0;   /* the peer's write_seq before the first redirected byte */
 	__u32 next_seq;    /* TCP sequence number of the next new byte on this socket */

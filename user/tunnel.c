@@ -442,10 +442,11 @@ static int kdir_release(struct conn *c, int d)
 }
 
 /*
- * Direction @d has seen its FIN. True once every byte that came before it is in the
- * peer's send queue, so the FIN can follow.
+ * Direction @d has seen its FIN. 1 once every byte that came before it is in the
+ * peer's send queue, so the FIN can follow; 0 while some are not; -EPROTO if the
+ * program had to drop bytes (see `lost` in struct tg_end): the stream has a gap.
  */
-static bool kdir_drained(struct conn *c, int d)
+static int kdir_drained(struct conn *c, int d)
 {
 	struct kdir *k = &c->kd[d];
 	uint64_t backlog;
@@ -454,7 +455,9 @@ static bool kdir_drained(struct conn *c, int d)
 	int64_t arrived;
 
 	if (k->holding || tcp_info_get(dir_src(c, d), &si) || kdir_backlog(c, d, &e, &backlog))
-		return false;
+		return 0;
+	if (e.lost)
+		return -EPROTO;
 	/* Bytes that reached the source socket after the hand-off (the FIN counts one). */
 	arrived = (int64_t)si.tcpi_bytes_received - 1 - (int64_t)k->read_before;
 	pr_debug("tunnel %llu dir %d: arrived %lld relayed %llu held %llu released %llu backlog %llu "
@@ -507,9 +510,24 @@ static bool kdir_check(struct conn *c)
 				return true;
 			}
 		}
-		if (k->eof && !k->shut && kdir_drained(c, d)) {
-			shutdown(dir_dst(c, d), SHUT_WR);
-			k->shut = true;
+		if (k->eof && !k->shut) {
+			err = kdir_drained(c, d);
+			if (err < 0) {
+				pr_warn("tunnel %llu: the kernel relay dropped bytes of a retransmission it "
+					"could not trim; resetting the tunnel so the loss cannot look like "
+					"a clean end", (unsigned long long)c->tunnel_id);
+				/* An RST, not a FIN, on both sides: the stream is incomplete. */
+				setsockopt(c->ch.fd, SOL_SOCKET, SO_LINGER,
+					   &(struct linger){ .l_onoff = 1 }, sizeof(struct linger));
+				setsockopt(c->uh.fd, SOL_SOCKET, SO_LINGER,
+					   &(struct linger){ .l_onoff = 1 }, sizeof(struct linger));
+				conn_close(c, "bytes lost in the kernel relay");
+				return true;
+			}
+			if (err) {
+				shutdown(dir_dst(c, d), SHUT_WR);
+				k->shut = true;
+			}
 		}
 	}
 	if (c->kd[0].shut && c->kd[1].shut) {
