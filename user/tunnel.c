@@ -153,6 +153,16 @@ static int splice_start(struct conn *c)
 	return 0;
 }
 
+/* Close with an RST on both sides: the stream is incomplete and must not look ended. */
+static void conn_reset(struct conn *c, const char *why)
+{
+	struct linger rst = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(c->ch.fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+	setsockopt(c->uh.fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+	conn_close(c, why);
+}
+
 static void watch_unlink(struct conn *c)
 {
 	struct conn **pp;
@@ -377,6 +387,32 @@ static int hold_flush(struct conn *c, int d)
 }
 
 /*
+ * Held bytes that are not readable yet wait in the kernel queue of the source socket
+ * behind the other direction's bytes, where no socket buffer accounts for them and
+ * the source's TCP window stays open. That happens only while the other direction is
+ * backed up too: both ends send and neither reads. A proxy with finite buffers would
+ * stall such a tunnel; here the queue is bounded only by how far TCP lets the sender
+ * run ahead, so past eight times max_backlog_bytes the tunnel is reset: it cannot take
+ * the host's memory. Returns 0 or -ENOBUFS.
+ */
+static int kdir_stuck_check(struct conn *c, int d, const struct tg_end *e)
+{
+	struct kdir *k = &c->kd[d];
+	uint64_t taken = k->released + (k->hold_len - k->hold_off); /* read by the daemon */
+	int inq = 0;
+
+	if (e->held <= taken || ioctl(dir_src(c, d), SIOCINQ, &inq) || inq < 0)
+		return 0;
+	if (e->held - taken - (uint64_t)inq <= 8 * c->cfg->max_backlog_bytes)
+		return 0;
+	pr_warn("tunnel %llu: both ends keep sending and neither reads: %llu bytes wait in "
+		"the kernel queue outside any socket buffer (over 8 x max_backlog_bytes); "
+		"resetting the tunnel", (unsigned long long)c->tunnel_id,
+		(unsigned long long)(e->held - taken - (uint64_t)inq));
+	return -ENOBUFS;
+}
+
+/*
  * Direction @d holds bytes on its source socket. Once the peer has taken every byte
  * before them, copy them over and release them. Returns -errno on a socket error.
  */
@@ -389,6 +425,9 @@ static int kdir_release(struct conn *c, int d)
 
 	if (kdir_backlog(c, d, &e, &backlog))
 		return 0;
+	err = kdir_stuck_check(c, d, &e);
+	if (err)
+		return err;
 	k->wait = backlog && !k->hold_len;
 	if (k->wait)
 		return 0; /* redirected bytes first */
@@ -506,7 +545,7 @@ static bool kdir_check(struct conn *c)
 		if (k->holding) {
 			err = kdir_release(c, d);
 			if (err) {
-				conn_close(c, strerror(-err));
+				conn_reset(c, strerror(-err));
 				return true;
 			}
 		}
@@ -516,12 +555,7 @@ static bool kdir_check(struct conn *c)
 				pr_warn("tunnel %llu: the kernel relay dropped bytes of a retransmission it "
 					"could not trim; resetting the tunnel so the loss cannot look like "
 					"a clean end", (unsigned long long)c->tunnel_id);
-				/* An RST, not a FIN, on both sides: the stream is incomplete. */
-				setsockopt(c->ch.fd, SOL_SOCKET, SO_LINGER,
-					   &(struct linger){ .l_onoff = 1 }, sizeof(struct linger));
-				setsockopt(c->uh.fd, SOL_SOCKET, SO_LINGER,
-					   &(struct linger){ .l_onoff = 1 }, sizeof(struct linger));
-				conn_close(c, "bytes lost in the kernel relay");
+				conn_reset(c, "bytes lost in the kernel relay");
 				return true;
 			}
 			if (err) {

@@ -339,6 +339,22 @@ def bidi(c, st, total, deadline, slow_s, slow_rate):
     st.done.set()
 
 
+def flood(c, st, deadline):
+    """Send as fast as the path takes it and never read, until the tunnel ends."""
+    c.setblocking(False)
+    buf = bytes(CHUNK)
+    try:
+        while time.monotonic() < deadline and not st.stop:
+            select.select([], [c], [], 0.2)
+            try:
+                st.sent += c.send(buf)
+            except BlockingIOError:
+                pass
+    except OSError as e:
+        st.event("reset" if isinstance(e, ConnectionResetError) else repr(e))
+    st.done.set()
+
+
 def read_stream(sock, chk, total, deadline, slow_s=0.0, slow_rate=0, first=b"", stall=STALL_S):
     """Read total bytes into chk (after first), at slow_rate bytes/s for slow_s
     seconds, then as fast as possible; then wait for EOF. Returns 'eof', or
@@ -397,6 +413,8 @@ def h_flow(c, srv):
         push(c, st, total, deadline)
     elif mode == b"bidi":
         bidi(c, st, total, deadline, srv.slow_s, srv.slow_rate)
+    elif mode == b"pour":
+        flood(c, st, min(deadline, time.monotonic() + 12))
     else:
         st.event("bad mode %r" % mode)
         st.done.set()
@@ -882,6 +900,49 @@ def t_client_gone(env, d, how, total=512 * MIB, queued_s=1.5):
     return info
 
 
+def t_neither_reads(env, d, seconds=8.0):
+    """Both ends send as fast as they can and neither reads. The kernel relay can
+    not charge the bytes held behind the other direction's to any socket; it resets
+    the tunnel if they pass 8 x max_backlog_bytes. Splice just stalls. Either way
+    kernel memory stays bounded."""
+    srv = origin(env)
+    c = Client(d.port, timeout=10)
+    reset = None
+    try:
+        c.tunnel(A_DIRECT, srv.port, timeout=10)
+        cid = next_id()
+        c.send(HELLO.pack(b"pour", cid, 0))
+        st = origin_state(srv, cid, 10)
+        m0 = mem_now()
+        peak = 0
+        sent = 0
+        buf = bytes(CHUNK)
+        c.sock.setblocking(False)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds and reset is None:
+            select.select([], [c.sock], [], 0.1)
+            try:
+                sent += c.sock.send(buf)
+            except BlockingIOError:
+                pass
+            except OSError as e:
+                reset = (time.monotonic() - t0, repr(e))
+            m = mem_now()
+            peak = max(peak, (m0[1] - m[1]) - (m[2] - m0[2]))  # MemAvailable lost, less process memory
+        st.stop = True
+    finally:
+        c.close()
+    bound = 8 * d.max_backlog + 2 * 2 * d.max_backlog  # stuck + the two backlogs
+    caps = 4 * (sysctl_max("tcp_rmem") + sysctl_max("tcp_wmem"))  # four sockets' queues
+    allowed = bound + caps + 64 * MIB  # + slack for the page cache and allocator noise
+    info = "client sent %s MiB, origin %s MiB; kernel memory grew at most %s MiB (allowed %s); %s" % (
+        mib(sent), mib(st.sent), mib(peak), mib(allowed),
+        "reset after %.1f s (%s)" % reset if reset else "no reset within %.0f s" % seconds)
+    if peak > allowed:
+        raise AssertionError("memory not bounded: " + info)
+    return info
+
+
 def t_idle_closes(env, d):
     srv = env.servers["echo"]
     with Client(d.port) as c:
@@ -1014,6 +1075,7 @@ def groups(env, relay):
             ("bidir_64MiB_slow_then_fast", lambda d: t_bidir(env, d)),
             ("close_with_queued_bytes", lambda d: t_client_gone(env, d, "close")),
             ("rst_with_queued_bytes", lambda d: t_client_gone(env, d, "rst")),
+            ("neither_end_reads", lambda d: t_neither_reads(env, d)),
         ]),
         ("many", {"max_backlog_bytes": str(BACKLOG_MANY)}, lambda: raise_nofile(8192), [
             ("slow_readers_200_tunnels", lambda d: t_many(env, d)),
