@@ -395,20 +395,27 @@ static int hold_flush(struct conn *c, int d)
  * run ahead, so past eight times max_backlog_bytes the tunnel is reset: it cannot take
  * the host's memory. Returns 0 or -ENOBUFS.
  */
-static int kdir_stuck_check(struct conn *c, int d, const struct tg_end *e)
+static int kdir_stuck_check(struct conn *c, int d)
 {
 	struct kdir *k = &c->kd[d];
 	uint64_t taken = k->released + (k->hold_len - k->hold_off); /* read by the daemon */
+	uint64_t limit = 8 * c->cfg->max_backlog_bytes, stuck;
+	struct tg_end e;
 	int inq = 0;
 
-	if (e->held <= taken || ioctl(dir_src(c, d), SIOCINQ, &inq) || inq < 0)
+	/* SIOCINQ first: held bytes that arrive meanwhile count in e.held, not in inq. */
+	if (ioctl(dir_src(c, d), SIOCINQ, &inq) || inq < 0 ||
+	    relay_read_end(c->gw->relay, dir_src(c, d), &e))
 		return 0;
-	if (e->held - taken - (uint64_t)inq <= 8 * c->cfg->max_backlog_bytes)
+	if (e.held <= taken + (uint64_t)inq)
+		return 0;
+	stuck = e.held - taken - (uint64_t)inq;
+	if (stuck <= limit)
 		return 0;
 	pr_warn("tunnel %llu: both ends keep sending and neither reads: %llu bytes wait in "
 		"the kernel queue outside any socket buffer (over 8 x max_backlog_bytes); "
 		"resetting the tunnel", (unsigned long long)c->tunnel_id,
-		(unsigned long long)(e->held - taken - (uint64_t)inq));
+		(unsigned long long)stuck);
 	return -ENOBUFS;
 }
 
@@ -425,7 +432,7 @@ static int kdir_release(struct conn *c, int d)
 
 	if (kdir_backlog(c, d, &e, &backlog))
 		return 0;
-	err = kdir_stuck_check(c, d, &e);
+	err = kdir_stuck_check(c, d);
 	if (err)
 		return err;
 	k->wait = backlog && !k->hold_len;
