@@ -36,6 +36,7 @@
 #define WATCH_MAX_BACKOFF_MS 16
 #define HOLD_BUF_BYTES (256 * 1024)
 #define HOLD_ROUNDS 32 /* per event: 8 MiB, then the other connections get a turn */
+#define STUCK_FLOOR_BYTES (256ull << 20) /* see kdir_stuck_check() */
 
 /* TCP states as tcp_info reports them (include/net/tcp_states.h). */
 enum { TCPS_TIME_WAIT = 6, TCPS_CLOSE = 7, TCPS_CLOSE_WAIT = 8, TCPS_LAST_ACK = 9, TCPS_CLOSING = 11 };
@@ -392,14 +393,15 @@ static int hold_flush(struct conn *c, int d)
  * the source's TCP window stays open. That happens only while the other direction is
  * backed up too: both ends send and neither reads. A proxy with finite buffers would
  * stall such a tunnel; here the queue is bounded only by how far TCP lets the sender
- * run ahead, so past eight times max_backlog_bytes the tunnel is reset: it cannot take
- * the host's memory. Returns 0 or -ENOBUFS.
+ * run ahead. Two slow readers piled up tens of MiB there in tests, so this is a
+ * backstop, not a bound: past 64 x max_backlog_bytes and 256 MiB the tunnel is reset,
+ * so one tunnel cannot take the host's memory. Returns 0 or -ENOBUFS.
  */
 static int kdir_stuck_check(struct conn *c, int d)
 {
 	struct kdir *k = &c->kd[d];
 	uint64_t taken = k->released + (k->hold_len - k->hold_off); /* read by the daemon */
-	uint64_t limit = 8 * c->cfg->max_backlog_bytes, stuck;
+	uint64_t limit = 64 * c->cfg->max_backlog_bytes, stuck;
 	struct tg_end e;
 	int inq = 0;
 
@@ -410,10 +412,11 @@ static int kdir_stuck_check(struct conn *c, int d)
 	if (e.held <= taken + (uint64_t)inq)
 		return 0;
 	stuck = e.held - taken - (uint64_t)inq;
-	if (stuck <= limit)
+	if (stuck <= limit || stuck <= STUCK_FLOOR_BYTES)
 		return 0;
 	pr_warn("tunnel %llu: both ends keep sending and neither reads: %llu bytes wait in "
-		"the kernel queue outside any socket buffer (over 8 x max_backlog_bytes); "
+		"the kernel queue outside any socket buffer (over 64 x max_backlog_bytes and "
+		"256 MiB); "
 		"resetting the tunnel", (unsigned long long)c->tunnel_id,
 		(unsigned long long)stuck);
 	return -ENOBUFS;

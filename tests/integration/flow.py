@@ -902,9 +902,9 @@ def t_client_gone(env, d, how, total=512 * MIB, queued_s=1.5):
 
 def t_neither_reads(env, d, seconds=8.0):
     """Both ends send as fast as they can and neither reads. The kernel relay can
-    not charge the bytes held behind the other direction's to any socket; it resets
-    the tunnel if they pass 8 x max_backlog_bytes. Splice just stalls. Either way
-    kernel memory stays bounded."""
+    not charge the bytes held behind the other direction's to any socket (the daemon
+    resets the tunnel past 64 x max_backlog_bytes and 256 MiB); splice just stalls.
+    Either way kernel memory must stay bounded."""
     srv = origin(env)
     c = Client(d.port, timeout=10)
     reset = None
@@ -932,7 +932,7 @@ def t_neither_reads(env, d, seconds=8.0):
         st.stop = True
     finally:
         c.close()
-    bound = 8 * d.max_backlog + 2 * 2 * d.max_backlog  # stuck + the two backlogs
+    bound = 2 * 2 * d.max_backlog + 64 * MIB  # the two backlogs + what may wait behind them
     caps = 4 * (sysctl_max("tcp_rmem") + sysctl_max("tcp_wmem"))  # four sockets' queues
     allowed = bound + caps + 64 * MIB  # + slack for the page cache and allocator noise
     info = "client sent %s MiB, origin %s MiB; kernel memory grew at most %s MiB (allowed %s); %s" % (
