@@ -124,6 +124,7 @@ struct conn {
 	uint64_t bytes_up, bytes_down; /* splice relay, and bytes forwarded before the hand-off */
 	struct splice_dir sdir[2];     /* [TG_DIR_UP], [TG_DIR_DOWN] */
 	struct kdir kd[2];
+	uint64_t cookie[2];      /* kernel relay: socket cookies of the client and upstream */
 	bool watched;            /* on gw->watch: FIN hand-over or held bytes pending */
 	struct conn *watch_next;
 	unsigned watch_backoff_ms;

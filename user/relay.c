@@ -194,7 +194,7 @@ static void kick(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
 }
 
-int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd)
+int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd, uint64_t cookies[2])
 {
 	struct tg_end ce = { .tunnel_id = t->id, .dir = TG_DIR_UP };
 	struct tg_end ue = { .tunnel_id = t->id, .dir = TG_DIR_DOWN };
@@ -207,6 +207,8 @@ int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd)
 		err = sock_cookie(ufd, &uc);
 	if (err)
 		return err;
+	cookies[0] = cc;
+	cookies[1] = uc;
 	ce.peer_cookie = uc;
 	ue.peer_cookie = cc;
 
@@ -233,20 +235,20 @@ int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd)
 
 fail:
 	err = -errno;
-	relay_remove(r, t->id, cfd, ufd);
+	relay_remove(r, t->id, cookies, false);
 	return err;
 }
 
-void relay_remove(struct relay *r, uint64_t id, int cfd, int ufd)
+void relay_remove(struct relay *r, uint64_t id, const uint64_t cookies[2], bool closing)
 {
-	int fds[2] = { cfd, ufd };
-	__u64 cookie;
-
 	for (int i = 0; i < 2; i++) {
-		if (fds[i] < 0 || sock_cookie(fds[i], &cookie))
-			continue;
-		bpf_map_delete_elem(r->ingress_fd, &cookie);
-		bpf_map_delete_elem(r->socks_fd, &cookie);
+		__u64 cookie = cookies[i];
+
+		/* close() takes a socket out of every sockhash by itself. */
+		if (!closing) {
+			bpf_map_delete_elem(r->ingress_fd, &cookie);
+			bpf_map_delete_elem(r->socks_fd, &cookie);
+		}
 		bpf_map_delete_elem(r->ends_fd, &cookie);
 		bpf_map_delete_elem(r->released_fd, &cookie);
 	}
@@ -258,14 +260,11 @@ int relay_read(struct relay *r, uint64_t id, struct tg_tunnel *t)
 	return bpf_map_lookup_elem(r->tunnels_fd, &id, t) ? -errno : 0;
 }
 
-int relay_read_end(struct relay *r, int fd, struct tg_end *e)
+int relay_read_end(struct relay *r, uint64_t cookie, struct tg_end *e)
 {
-	__u64 cookie;
-	int err = sock_cookie(fd, &cookie);
+	__u64 key = cookie;
 
-	if (err)
-		return err;
-	return bpf_map_lookup_elem(r->ends_fd, &cookie, e) ? -errno : 0;
+	return bpf_map_lookup_elem(r->ends_fd, &key, e) ? -errno : 0;
 }
 
 void relay_set_max_backlog(struct relay *r, uint64_t bytes)
@@ -273,12 +272,9 @@ void relay_set_max_backlog(struct relay *r, uint64_t bytes)
 	r->skel->data->max_backlog = bytes;
 }
 
-int relay_release(struct relay *r, int fd, uint64_t total)
+int relay_release(struct relay *r, uint64_t cookie, uint64_t total)
 {
-	__u64 cookie, v = total;
-	int err = sock_cookie(fd, &cookie);
+	__u64 key = cookie, v = total;
 
-	if (err)
-		return err;
-	return bpf_map_update_elem(r->released_fd, &cookie, &v, BPF_ANY) ? -errno : 0;
+	return bpf_map_update_elem(r->released_fd, &key, &v, BPF_ANY) ? -errno : 0;
 }

@@ -27,19 +27,24 @@ void relay_close(struct relay *r);
 /*
  * Hand the connected sockets @cfd (client) and @ufd (upstream) of tunnel @t->id to the
  * kernel: @t is the initial map value (addresses, start time, bytes the daemon already
- * forwarded). Bytes already in either receive queue are relayed at once. Returns 0,
- * or -errno with nothing left in the maps (the caller can relay in userspace instead).
+ * forwarded). Bytes already in either receive queue are relayed at once. Stores the
+ * sockets' cookies (the maps' keys) in @cookies. Returns 0, or -errno with nothing
+ * left in the maps (the caller can relay in userspace instead).
  */
-int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd);
+int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd, uint64_t cookies[2]);
 
-/* Take tunnel @id and its sockets out of the maps. Idempotent. */
-void relay_remove(struct relay *r, uint64_t id, int cfd, int ufd);
+/*
+ * Take tunnel @id and its sockets (by the @cookies relay_add() returned) out of the
+ * maps. @closing: the caller closes both sockets next, which takes them out of the
+ * sockhashes by itself. Idempotent.
+ */
+void relay_remove(struct relay *r, uint64_t id, const uint64_t cookies[2], bool closing);
 
 /* Read tunnel @id's map value into @t. Returns 0 or -ENOENT. */
 int relay_read(struct relay *r, uint64_t id, struct tg_tunnel *t);
 
-/* Read the flow control state of relay socket @fd. Returns 0 or -errno. */
-int relay_read_end(struct relay *r, int fd, struct tg_end *e);
+/* Read the flow control state of the relay socket of @cookie. Returns 0 or -errno. */
+int relay_read_end(struct relay *r, uint64_t cookie, struct tg_end *e);
 
 /* Bound each direction's backlog to @bytes (max_backlog_bytes; 0 = unbounded). */
 void relay_set_max_backlog(struct relay *r, uint64_t bytes);
@@ -48,6 +53,6 @@ void relay_set_max_backlog(struct relay *r, uint64_t bytes);
  * The daemon has read @total held bytes (in all) from relay socket @fd and written
  * them to its peer: once that matches the held count, the kernel relays again.
  */
-int relay_release(struct relay *r, int fd, uint64_t total);
+int relay_release(struct relay *r, uint64_t cookie, uint64_t total);
 
 #endif

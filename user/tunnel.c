@@ -118,7 +118,7 @@ static int sockmap_start(struct conn *c)
 	if (sent_total(c->uh.fd, &c->kd[TG_DIR_UP].peer_base) ||
 	    sent_total(c->ch.fd, &c->kd[TG_DIR_DOWN].peer_base))
 		return -errno;
-	err = relay_add(c->gw->relay, &t, c->ch.fd, c->uh.fd);
+	err = relay_add(c->gw->relay, &t, c->ch.fd, c->uh.fd, c->cookie);
 	if (err)
 		return err;
 	gw_set_events(c->gw, &c->ch, EPOLLIN | EPOLLRDHUP);
@@ -260,7 +260,7 @@ void tunnel_teardown(struct conn *c)
 		c->kd[d].hold_buf = NULL;
 	}
 	if (c->relay == RK_SOCKMAP)
-		relay_remove(gw->relay, c->tunnel_id, c->ch.fd, c->uh.fd);
+		relay_remove(gw->relay, c->tunnel_id, c->cookie, true);
 	for (int d = 0; d < 2; d++)
 		for (int i = 0; i < 2; i++)
 			if (c->sdir[d].pipe[i] >= 0) {
@@ -358,7 +358,7 @@ static int kdir_backlog(struct conn *c, int d, struct tg_end *e, uint64_t *backl
 	uint64_t sent, in;
 	int err;
 
-	err = relay_read_end(c->gw->relay, dir_src(c, d), e);
+	err = relay_read_end(c->gw->relay, c->cookie[d], e);
 	if (!err)
 		err = sent_total(dir_dst(c, d), &sent);
 	if (err)
@@ -407,7 +407,7 @@ static int kdir_stuck_check(struct conn *c, int d)
 
 	/* SIOCINQ first: held bytes that arrive meanwhile count in e.held, not in inq. */
 	if (ioctl(dir_src(c, d), SIOCINQ, &inq) || inq < 0 ||
-	    relay_read_end(c->gw->relay, dir_src(c, d), &e))
+	    relay_read_end(c->gw->relay, c->cookie[d], &e))
 		return 0;
 	if (e.held <= taken + (uint64_t)inq)
 		return 0;
@@ -473,12 +473,12 @@ static int kdir_release(struct conn *c, int d)
 		k->hold_len = n;
 		c->last_ms = now_ms();
 	}
-	if (relay_release(c->gw->relay, dir_src(c, d), k->released))
+	if (relay_release(c->gw->relay, c->cookie[d], k->released))
 		return -EIO;
 	if (err < 0)
 		return err;
 	/* Done when every byte the program held has been written to the peer. */
-	if (!k->hold_len && !relay_read_end(c->gw->relay, dir_src(c, d), &e)) {
+	if (!k->hold_len && !relay_read_end(c->gw->relay, c->cookie[d], &e)) {
 		if (e.held == k->released) {
 			k->holding = false;
 			free(k->hold_buf);
