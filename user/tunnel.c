@@ -34,8 +34,8 @@
 #define SPLICE_PIPE_BYTES (256 * 1024)
 #define SPLICE_ROUNDS 16
 #define WATCH_MAX_BACKOFF_MS 16
-#define HOLD_BUF_BYTES (256 * 1024)
-#define HOLD_ROUNDS 32 /* per event: 8 MiB, then the other connections get a turn */
+#define HOLD_BUF_BYTES (1024 * 1024)
+#define HOLD_ROUNDS 8 /* per event: 8 MiB, then the other connections get a turn */
 #define STUCK_FLOOR_BYTES (256ull << 20) /* see kdir_stuck_check() */
 
 /* TCP states as tcp_info reports them (include/net/tcp_states.h). */
