@@ -119,6 +119,18 @@ static __always_inline bool over_backlog(struct tg_end *end, __u64 rel, __u32 le
 		if (backlog > end->peak)
 			end->peak = backlog;
 		over = (__u64)backlog + len > max_backlog;
+		/*
+		 * Redirect only what the peer's send buffer can take now: then the kernel
+		 * worker never finds it full, and the peer's queue of redirected bytes empties
+		 * at once. Bytes this peer holds for the other direction wait in that same
+		 * queue, and only there are they charged to no socket.
+		 */
+		if (!over) {
+			struct sock *psk = &tp->inet_conn.icsk_inet.sk;
+			__s64 room = (__s64)psk->sk_sndbuf - psk->sk_wmem_queued;
+
+			over = (__s64)backlog + len > room;
+		}
 	}
 	bpf_sk_release(sk);
 	return over;

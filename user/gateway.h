@@ -65,6 +65,7 @@ struct kdir {
 	size_t hold_len, hold_off;
 	bool eof, shut;
 	bool holding;            /* the verdict program holds bytes on the source socket */
+	uint64_t stuck_max;      /* most held bytes seen queued behind the other direction's */
 	bool wait;               /* holding, and only polling helps: redirected bytes still
 				  * drain into the peer, or held bytes are still on their way
 				  * into the source socket (queued behind the other direction's) */

@@ -412,6 +412,8 @@ static int kdir_stuck_check(struct conn *c, int d)
 	if (e.held <= taken + (uint64_t)inq)
 		return 0;
 	stuck = e.held - taken - (uint64_t)inq;
+	if (stuck > k->stuck_max)
+		k->stuck_max = stuck;
 	if (stuck <= limit || stuck <= STUCK_FLOOR_BYTES)
 		return 0;
 	pr_warn("tunnel %llu: both ends keep sending and neither reads: %llu bytes wait in "
@@ -510,10 +512,11 @@ static int kdir_drained(struct conn *c, int d)
 	/* Bytes that reached the source socket after the hand-off (the FIN counts one). */
 	arrived = (int64_t)si.tcpi_bytes_received - 1 - (int64_t)k->read_before;
 	pr_debug("tunnel %llu dir %d: arrived %lld relayed %llu held %llu released %llu backlog %llu "
-		 "peak %llu retransmitted-twice %llu", (unsigned long long)c->tunnel_id, d,
-		 (long long)arrived, (unsigned long long)e.relayed, (unsigned long long)e.held,
+		 "peak %llu retransmitted-twice %llu stuck-max %llu", (unsigned long long)c->tunnel_id,
+		 d, (long long)arrived, (unsigned long long)e.relayed, (unsigned long long)e.held,
 		 (unsigned long long)k->released, (unsigned long long)backlog,
-		 (unsigned long long)e.peak, (unsigned long long)e.trimmed);
+		 (unsigned long long)e.peak, (unsigned long long)e.trimmed,
+		 (unsigned long long)k->stuck_max);
 	/* Fewer seen than arrived: the verdict program has not run on the last bytes yet. */
 	return (int64_t)(e.relayed + e.held) >= arrived && e.held == k->released && !backlog;
 }
