@@ -8,18 +8,20 @@
  *
  * Flow control. Redirected bytes wait in a kernel queue, with no memory limit, until
  * the peer's send path takes them. The program measures that backlog on every skb
- * (bytes it redirected minus the growth of the peer's write_seq). Past max_backlog it
- * keeps the skb on its own socket instead (SK_PASS): the bytes are charged to that
- * socket's receive buffer, so its TCP window closes and the sender slows down, and
- * the socket turns readable for the daemon. Once the peer has taken every redirected
- * byte, the daemon reads the held bytes and writes them to the peer itself, then
- * records how many it released in `released`; redirecting starts again only when all
- * held bytes are released, so nothing is reordered.
+ * (bytes it redirected minus the growth of the peer's write_seq). Past max_backlog, or
+ * past the room in the peer's send buffer, it keeps the skb on its own socket instead
+ * (SK_PASS): the bytes are charged to that socket's receive buffer, so its TCP window
+ * closes and the sender slows down, and the socket turns readable for the daemon.
+ * Once the peer has taken every redirected byte, the daemon reads the held bytes and
+ * writes them to the peer itself, then records how many it released in `released`;
+ * redirecting starts again only when all held bytes are released, so nothing is
+ * reordered.
  *
  * Retransmissions. A segment that overlaps bytes already received (a retransmission
- * merged with later data) is queued whole, its sequence number before rcv_nxt. recvmsg() skips the old part; the kernel's skb reader does not, so
- * those bytes would be relayed twice. The program tracks the next new sequence number
- * of each socket and pulls the old bytes off the head of such an skb first.
+ * merged with later data) is queued whole, its sequence number before rcv_nxt.
+ * recvmsg() skips the old part; the kernel's skb reader does not, so those bytes would
+ * be relayed twice. The program tracks the next new sequence number of each socket
+ * and pulls the old bytes off the head of such an skb first.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

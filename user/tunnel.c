@@ -390,12 +390,11 @@ static int hold_flush(struct conn *c, int d)
 /*
  * Held bytes that are not readable yet wait in the kernel queue of the source socket
  * behind the other direction's bytes, where no socket buffer accounts for them and
- * the source's TCP window stays open. That happens only while the other direction is
- * backed up too: both ends send and neither reads. A proxy with finite buffers would
- * stall such a tunnel; here the queue is bounded only by how far TCP lets the sender
- * run ahead. Two slow readers piled up tens of MiB there in tests, so this is a
- * backstop, not a bound: past 64 x max_backlog_bytes and 256 MiB the tunnel is reset,
- * so one tunnel cannot take the host's memory. Returns 0 or -ENOBUFS.
+ * the source's TCP window stays open. The verdict program redirects only into free
+ * send-buffer space, so that queue empties at once and this stays near zero (0-1 MiB
+ * measured); should it not, past 64 x max_backlog_bytes and 256 MiB the tunnel is
+ * reset, so one tunnel cannot take the host's memory. Checked only while the
+ * direction waits (polled), not on every event. Returns 0 or -ENOBUFS.
  */
 static int kdir_stuck_check(struct conn *c, int d)
 {
@@ -418,8 +417,7 @@ static int kdir_stuck_check(struct conn *c, int d)
 		return 0;
 	pr_warn("tunnel %llu: both ends keep sending and neither reads: %llu bytes wait in "
 		"the kernel queue outside any socket buffer (over 64 x max_backlog_bytes and "
-		"256 MiB); "
-		"resetting the tunnel", (unsigned long long)c->tunnel_id,
+		"256 MiB); resetting the tunnel", (unsigned long long)c->tunnel_id,
 		(unsigned long long)stuck);
 	return -ENOBUFS;
 }
@@ -437,12 +435,9 @@ static int kdir_release(struct conn *c, int d)
 
 	if (kdir_backlog(c, d, &e, &backlog))
 		return 0;
-	err = kdir_stuck_check(c, d);
-	if (err)
-		return err;
 	k->wait = backlog && !k->hold_len;
 	if (k->wait)
-		return 0; /* redirected bytes first */
+		return kdir_stuck_check(c, d); /* redirected bytes first */
 	if (!k->hold_buf) {
 		k->hold_buf = malloc(HOLD_BUF_BYTES);
 		if (!k->hold_buf)
@@ -487,6 +482,7 @@ static int kdir_release(struct conn *c, int d)
 			k->hold_buf = NULL;
 		} else if (inq <= 0 && (ioctl(dir_src(c, d), SIOCINQ, &inq) || inq <= 0)) {
 			k->wait = true; /* held, but not readable yet */
+			return kdir_stuck_check(c, d);
 		}
 	}
 	return 0;
