@@ -901,9 +901,10 @@ def t_client_gone(env, d, how, total=512 * MIB, queued_s=1.5):
 
 
 def t_neither_reads(env, d, seconds=8.0):
-    """Both ends send as fast as they can and neither reads. The kernel relay can
-    not charge the bytes held behind the other direction's to any socket (the daemon
-    resets the tunnel past 64 x max_backlog_bytes and 256 MiB); splice just stalls.
+    """Both ends send as fast as they can and neither reads. Bytes the kernel relay
+    holds behind the other direction's are charged to no socket; redirecting only
+    into free send-buffer space keeps that queue empty (the daemon resets the tunnel
+    past 64 x max_backlog_bytes and 256 MiB as a backstop); splice just stalls.
     Either way kernel memory must stay bounded."""
     srv = origin(env)
     c = Client(d.port, timeout=10)

@@ -2,9 +2,9 @@
 namespace that drops a share of the segments each way. The origin writes in
 small pieces with SACK off, so when an ACK is lost it retransmits several
 small segments merged into one, and that retransmission overlaps bytes the
-gateway already has (seq < rcv_nxt). The kernel relay
-must pass each byte once (the skb reader hands an overlapping retransmit over
-whole), and splice must too.
+gateway already has (seq < rcv_nxt). The kernel relay must pass each byte
+once (the skb reader hands an overlapping retransmit over whole), and splice
+must too.
 
 The namespace, its veth and its firewall rule exist only while the test runs."""
 
@@ -119,7 +119,8 @@ class Lossy:
                    "-j", "DROP", ns=ROUTER)
             self.proc = subprocess.Popen(
                 ["ip", "netns", "exec", NS, sys.executable, "-c", ORIGIN, str(SEED),
-                 str(MIB + 7), str(PORT), NS_IP, str(CHUNK)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 str(MIB + 7), str(PORT), NS_IP, str(CHUNK)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             line = self.proc.stdout.readline()
             if line.strip() != b"ready":
                 raise RuntimeError("the origin in %s did not start: %s" % (
