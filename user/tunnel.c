@@ -34,8 +34,8 @@
 #define SPLICE_PIPE_BYTES (256 * 1024)
 #define SPLICE_ROUNDS 16
 #define WATCH_MAX_BACKOFF_MS 16
-#define HOLD_BUF_BYTES (1024 * 1024)
-#define HOLD_ROUNDS 8 /* per event: 8 MiB, then the other connections get a turn */
+#define HOLD_BUF_BYTES (1024 * 1024) /* held bytes read per round, at most; see hold_cap() */
+#define HOLD_ROUNDS 8 /* reads per event, then the other connections get a turn */
 #define STUCK_FLOOR_BYTES (256ull << 20) /* see kdir_stuck_check() */
 
 /* TCP states as tcp_info reports them (include/net/tcp_states.h). */
@@ -423,6 +423,20 @@ static int kdir_stuck_check(struct conn *c, int d)
 }
 
 /*
+ * Held bytes read per round: 1 MiB, but no more than max_backlog_bytes. Whatever the
+ * peer does not take stays in the daemon until it turns writable, outside any socket
+ * buffer, so this counts against the same bound as the kernel backlog (the two never
+ * hold bytes at once: the daemon reads only when the backlog is 0, and the program
+ * redirects nothing while held bytes are out).
+ */
+static size_t hold_cap(const struct conn *c)
+{
+	uint64_t b = c->cfg->max_backlog_bytes;
+
+	return b < HOLD_BUF_BYTES ? (size_t)b : HOLD_BUF_BYTES;
+}
+
+/*
  * Direction @d holds bytes on its source socket. Once the peer has taken every byte
  * before them, copy them over and release them. Returns -errno on a socket error.
  */
@@ -431,6 +445,7 @@ static int kdir_release(struct conn *c, int d)
 	struct kdir *k = &c->kd[d];
 	uint64_t backlog;
 	struct tg_end e;
+	size_t cap = hold_cap(c);
 	int err = 0, inq = 0;
 
 	if (kdir_backlog(c, d, &e, &backlog))
@@ -439,7 +454,7 @@ static int kdir_release(struct conn *c, int d)
 	if (k->wait)
 		return kdir_stuck_check(c, d); /* redirected bytes first */
 	if (!k->hold_buf) {
-		k->hold_buf = malloc(HOLD_BUF_BYTES);
+		k->hold_buf = malloc(cap);
 		if (!k->hold_buf)
 			return -ENOMEM;
 	}
@@ -460,7 +475,7 @@ static int kdir_release(struct conn *c, int d)
 		if (ioctl(dir_src(c, d), SIOCINQ, &inq) || inq <= 0)
 			break;
 		n = recv(dir_src(c, d), k->hold_buf,
-			 (size_t)inq < HOLD_BUF_BYTES ? (size_t)inq : HOLD_BUF_BYTES, MSG_DONTWAIT);
+			 (size_t)inq < cap ? (size_t)inq : cap, MSG_DONTWAIT);
 		if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
 			break;
 		if (n < 0) {
