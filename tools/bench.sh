@@ -18,7 +18,7 @@
 # CONNECT target itself, so every gateway of the 2-hop rows forwards to the same one.
 #
 # Environment: RUNS (3), BYTES (1G), IDLE (3000), DURATION (5), SAMPLES (20000),
-# SETUPS (all six, space separated), UPSTREAM_RELAY (sockmap), OUT (build), TGBENCH,
+# SETUPS (all six, space separated), TESTS (all; e.g. "b4"), UPSTREAM_RELAY (sockmap), OUT (build), TGBENCH,
 # DAEMON, HAPROXY.
 set -u
 
@@ -37,6 +37,7 @@ IDLE=${IDLE:-3000}
 DURATION=${DURATION:-5}
 SAMPLES=${SAMPLES:-20000}
 SETUPS=${SETUPS:-direct sockmap1 splice1 sockmap2 splice2 haproxy2}
+TESTS=${TESTS:-all}	# tgbench tests per run, e.g. "b4" to rerun one figure
 UPSTREAM_RELAY=${UPSTREAM_RELAY:-sockmap}	# relay of the shared upstream of the 2-hop rows
 MODE=${1:-full}
 
@@ -221,7 +222,7 @@ start=$(date +%s)
 	for s in $SETUPS; do
 		t0=$(date +%s)
 		run_setup "$s" "$RES/$s.$run" --bytes "$BYTES" --idle "$IDLE" --duration "$DURATION" \
-			--samples "$SAMPLES" all || { KEEP_TMP=1; die "run $run of $s failed (see above)"; }
+			--samples "$SAMPLES" $TESTS || { KEEP_TMP=1; die "run $run of $s failed (see above)"; }
 		printf '  run %d %-9s %3ds  %s\n' "$run" "$s" $(($(date +%s) - t0)) \
 			"$(awk '$1=="B1"||$1=="B4"{printf "%s %s %s  ", $1, $2, $4}' "$RES/$s.$run")"
 	done
