@@ -70,10 +70,10 @@ int gw_set_events(struct gateway *gw, struct handle *h, uint32_t events)
 
 void gw_forget(struct gateway *gw, struct handle *h)
 {
+	(void)gw;
 	if (h->fd < 0)
 		return;
-	if (h->in_epoll)
-		epoll_ctl(gw->epfd, EPOLL_CTL_DEL, h->fd, NULL);
+	/* close() takes the fd out of epoll: no other descriptor shares its file. */
 	close(h->fd);
 	h->fd = -1;
 	h->in_epoll = false;

@@ -61,6 +61,8 @@ struct kdir {
 	uint64_t read_before;    /* bytes the daemon read from the source socket */
 	uint64_t peer_base;      /* bytes the daemon wrote into the peer before the hand-off */
 	uint64_t released;       /* held bytes the daemon copied to the peer */
+	uint64_t release_sent;   /* `released` as last written to the released map */
+	uint64_t fin_received;   /* the source's tcpi_bytes_received once its FIN came */
 	char *hold_buf;          /* held bytes read, not yet written to the peer */
 	size_t hold_len, hold_off;
 	bool eof, shut;

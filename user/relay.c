@@ -250,7 +250,6 @@ void relay_remove(struct relay *r, uint64_t id, const uint64_t cookies[2], bool 
 			bpf_map_delete_elem(r->socks_fd, &cookie);
 		}
 		bpf_map_delete_elem(r->ends_fd, &cookie);
-		bpf_map_delete_elem(r->released_fd, &cookie);
 	}
 	bpf_map_delete_elem(r->tunnels_fd, &id);
 }
@@ -277,4 +276,11 @@ int relay_release(struct relay *r, uint64_t cookie, uint64_t total)
 	__u64 key = cookie, v = total;
 
 	return bpf_map_update_elem(r->released_fd, &key, &v, BPF_ANY) ? -errno : 0;
+}
+
+void relay_release_clear(struct relay *r, uint64_t cookie)
+{
+	__u64 key = cookie;
+
+	bpf_map_delete_elem(r->released_fd, &key);
 }

@@ -35,8 +35,9 @@ int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd, uint
 
 /*
  * Take tunnel @id and its sockets (by the @cookies relay_add() returned) out of the
- * maps. @closing: the caller closes both sockets next, which takes them out of the
- * sockhashes by itself. Idempotent.
+ * maps, but for their `released` entries (relay_release_clear()). @closing: the caller
+ * closes both sockets next, which takes them out of the sockhashes by itself.
+ * Idempotent.
  */
 void relay_remove(struct relay *r, uint64_t id, const uint64_t cookies[2], bool closing);
 
@@ -54,5 +55,8 @@ void relay_set_max_backlog(struct relay *r, uint64_t bytes);
  * them to its peer: once that matches the held count, the kernel relays again.
  */
 int relay_release(struct relay *r, uint64_t cookie, uint64_t total);
+
+/* Delete the `released` entry relay_release() made for @cookie. */
+void relay_release_clear(struct relay *r, uint64_t cookie);
 
 #endif

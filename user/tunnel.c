@@ -259,8 +259,12 @@ void tunnel_teardown(struct conn *c)
 		free(c->kd[d].hold_buf);
 		c->kd[d].hold_buf = NULL;
 	}
-	if (c->relay == RK_SOCKMAP)
+	if (c->relay == RK_SOCKMAP) {
 		relay_remove(gw->relay, c->tunnel_id, c->cookie, true);
+		for (int d = 0; d < 2; d++)
+			if (c->kd[d].release_sent)
+				relay_release_clear(gw->relay, c->cookie[d]);
+	}
 	for (int d = 0; d < 2; d++)
 		for (int i = 0; i < 2; i++)
 			if (c->sdir[d].pipe[i] >= 0) {
@@ -485,8 +489,11 @@ static int kdir_release(struct conn *c, int d)
 		k->hold_len = n;
 		c->last_ms = now_ms();
 	}
-	if (relay_release(c->gw->relay, c->cookie[d], k->released))
-		return -EIO;
+	if (k->released != k->release_sent) {
+		if (relay_release(c->gw->relay, c->cookie[d], k->released))
+			return -EIO;
+		k->release_sent = k->released;
+	}
 	if (err < 0)
 		return err;
 	/* Done when every byte the program held has been written to the peer. */
@@ -512,16 +519,21 @@ static int kdir_drained(struct conn *c, int d)
 {
 	struct kdir *k = &c->kd[d];
 	uint64_t backlog;
-	struct tcp_info si;
 	struct tg_end e;
 	int64_t arrived;
 
-	if (k->holding || tcp_info_get(dir_src(c, d), &si) || kdir_backlog(c, d, &e, &backlog))
+	if (k->holding || kdir_backlog(c, d, &e, &backlog))
 		return 0;
 	if (e.lost)
 		return -EPROTO;
+	/* Held since the last look (or on their way when the FIN came): release them first. */
+	if (e.held != k->released) {
+		k->holding = true;
+		c->gw->stats.holds++;
+		return 0;
+	}
 	/* Bytes that reached the source socket after the hand-off (the FIN counts one). */
-	arrived = (int64_t)si.tcpi_bytes_received - 1 - (int64_t)k->read_before;
+	arrived = (int64_t)k->fin_received - 1 - (int64_t)k->read_before;
 	pr_debug("tunnel %llu dir %d: arrived %lld relayed %llu held %llu released %llu backlog %llu "
 		 "peak %llu retransmitted-twice %llu stuck-max %llu", (unsigned long long)c->tunnel_id,
 		 d, (long long)arrived, (unsigned long long)e.relayed, (unsigned long long)e.held,
@@ -565,20 +577,26 @@ static bool kdir_check(struct conn *c)
 
 	for (int d = 0; d < 2; d++) {
 		struct kdir *k = &c->kd[d];
+		bool again;
 
-		if (k->holding) {
-			err = kdir_release(c, d);
-			if (err) {
-				conn_reset(c, strerror(-err));
-				return true;
+		do { /* twice at most: when the FIN check finds held bytes, release them now */
+			bool was_holding = k->holding;
+
+			again = false;
+			if (k->holding) {
+				err = kdir_release(c, d);
+				if (err) {
+					conn_reset(c, strerror(-err));
+					return true;
+				}
 			}
-		}
-		if (k->eof && !k->shut) {
+			if (!k->eof || k->shut)
+				break;
 			err = kdir_drained(c, d);
 			if (err < 0) {
-				pr_warn("tunnel %llu: the kernel relay dropped bytes of a retransmission it "
-					"could not trim; resetting the tunnel so the loss cannot look like "
-					"a clean end", (unsigned long long)c->tunnel_id);
+				pr_warn("tunnel %llu: the kernel relay dropped bytes of a retransmission "
+					"it could not trim; resetting the tunnel so the loss cannot look "
+					"like a clean end", (unsigned long long)c->tunnel_id);
 				conn_reset(c, "bytes lost in the kernel relay");
 				return true;
 			}
@@ -586,7 +604,8 @@ static bool kdir_check(struct conn *c)
 				shutdown(dir_dst(c, d), SHUT_WR);
 				k->shut = true;
 			}
-		}
+			again = !was_holding && k->holding;
+		} while (again);
 	}
 	if (c->kd[0].shut && c->kd[1].shut) {
 		conn_close(c, NULL);
@@ -649,6 +668,7 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 	struct tcp_info ti;
 	int err = 0;
 	socklen_t len = sizeof(err);
+	bool fin;
 
 	if (events & EPOLLERR) {
 		getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -670,21 +690,20 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 			return;
 		}
 	}
-	/* Readable: the verdict program held bytes here (or the FIN came). */
-	if ((events & EPOLLIN) && !k->holding) {
+	fin = fin_received(ti.tcpi_state) || ti.tcpi_state == TCPS_CLOSE;
+	/* Readable before a FIN: the verdict program held bytes here. */
+	if ((events & EPOLLIN) && !k->holding && !fin) {
 		k->holding = true;
 		c->gw->stats.holds++;
 	}
-	if (!k->eof && (fin_received(ti.tcpi_state) || ti.tcpi_state == TCPS_CLOSE)) {
+	/*
+	 * A FIN makes the socket readable too, held bytes or not. kdir_drained() tells
+	 * them apart by the held count, and held bytes still on their way to the socket
+	 * (queued behind the other direction's) are drained by polling from then on.
+	 */
+	if (fin && !k->eof) {
 		k->eof = true;
-		/*
-		 * No more EPOLLIN from here on, but held bytes may still be on their way to
-		 * the socket (queued behind the other direction's): drain until EOF.
-		 */
-		if (!k->holding) {
-			k->holding = true;
-			c->gw->stats.holds++;
-		}
+		k->fin_received = ti.tcpi_bytes_received; /* final: nothing comes after a FIN */
 	}
 	if (!kdir_check(c))
 		watch(c, true);
