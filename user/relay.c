@@ -198,8 +198,11 @@ int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd, uint
 {
 	struct tg_end ce = { .tunnel_id = t->id, .dir = TG_DIR_UP };
 	struct tg_end ue = { .tunnel_id = t->id, .dir = TG_DIR_DOWN };
-	__u64 cc, uc;
-	__u32 v;
+	LIBBPF_OPTS(bpf_map_batch_opts, batch); /* BPF_ANY: batches take no BPF_NOEXIST;
+						  * cookies are never reused */
+	struct tg_end ends[2];
+	__u64 cc, uc, keys[2];
+	__u32 v, n = 2;
 	int err;
 
 	err = sock_cookie(cfd, &cc);
@@ -214,8 +217,11 @@ int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd, uint
 
 	if (bpf_map_update_elem(r->tunnels_fd, &t->id, t, BPF_NOEXIST))
 		return -errno;
-	if (bpf_map_update_elem(r->ends_fd, &cc, &ce, BPF_NOEXIST) ||
-	    bpf_map_update_elem(r->ends_fd, &uc, &ue, BPF_NOEXIST))
+	keys[0] = cc;
+	keys[1] = uc;
+	ends[0] = ce;
+	ends[1] = ue;
+	if (bpf_map_update_batch(r->ends_fd, keys, ends, &n, &batch) || n != 2)
 		goto fail;
 	v = cfd;
 	if (bpf_map_update_elem(r->socks_fd, &cc, &v, BPF_NOEXIST))
@@ -241,16 +247,18 @@ fail:
 
 void relay_remove(struct relay *r, uint64_t id, const uint64_t cookies[2], bool closing)
 {
-	for (int i = 0; i < 2; i++) {
-		__u64 cookie = cookies[i];
+	__u64 keys[2] = { cookies[0], cookies[1] };
+	__u32 n = 2;
 
+	for (int i = 0; i < 2 && !closing; i++) {
 		/* close() takes a socket out of every sockhash by itself. */
-		if (!closing) {
-			bpf_map_delete_elem(r->ingress_fd, &cookie);
-			bpf_map_delete_elem(r->socks_fd, &cookie);
-		}
-		bpf_map_delete_elem(r->ends_fd, &cookie);
+		bpf_map_delete_elem(r->ingress_fd, &keys[i]);
+		bpf_map_delete_elem(r->socks_fd, &keys[i]);
 	}
+	/* One call for both ends; it stops at a missing key, so then one by one. */
+	if (bpf_map_delete_batch(r->ends_fd, keys, &n, NULL) || n != 2)
+		for (int i = 0; i < 2; i++)
+			bpf_map_delete_elem(r->ends_fd, &keys[i]);
 	bpf_map_delete_elem(r->tunnels_fd, &id);
 }
 
