@@ -34,7 +34,7 @@
 #define SPLICE_PIPE_BYTES (256 * 1024)
 #define SPLICE_ROUNDS 16
 #define WATCH_MAX_BACKOFF_MS 16
-#define HOLD_BUF_BYTES (1024 * 1024) /* held bytes read per round, at most; see hold_cap() */
+#define HOLD_BUF_BYTES (4096 * 1024) /* held bytes read per round, at most; see hold_cap() */
 #define HOLD_ROUNDS 8 /* reads per event, then the other connections get a turn */
 #define STUCK_FLOOR_BYTES (256ull << 20) /* see kdir_stuck_check() */
 
@@ -427,7 +427,7 @@ static int kdir_stuck_check(struct conn *c, int d)
 }
 
 /*
- * Held bytes read per round: 1 MiB, but no more than max_backlog_bytes. Whatever the
+ * Held bytes read per round: 4 MiB, but no more than max_backlog_bytes. Whatever the
  * peer does not take stays in the daemon until it turns writable, outside any socket
  * buffer, so this counts against the same bound as the kernel backlog (the two never
  * hold bytes at once: the daemon reads only when the backlog is 0, and the program

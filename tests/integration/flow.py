@@ -14,7 +14,7 @@ Memory, for the direction origin -> client (the one that stalls):
   + the relay's own queue + gateway client send buffer + client receive buffer.
 The relay's queue is what max_backlog_bytes bounds (sockmap: bytes redirected
 but not yet taken by the peer's send path, or the held bytes the daemon read
-and the peer has not taken yet, min(1 MiB, max_backlog_bytes); the two do not
+and the peer has not taken yet, min(4 MiB, max_backlog_bytes); the two do not
 coexist, but a sample may straddle the switch, so both count; splice: its
 256 KiB pipe). Allowing 2 x that (skb truesize, one skb
 past the limit), the worst case is
@@ -55,7 +55,7 @@ from peers import recv_exact, recv_to_eof, rst_close
 KIB = 1 << 10
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PIPE_BYTES = 256 * KIB  # splice relay pipe per direction (user/tunnel.c)
-HOLD_BYTES = MIB  # sockmap: held bytes the daemon reads per round, at most (user/tunnel.c)
+HOLD_BYTES = 4 * MIB  # sockmap: held bytes the daemon reads per round, at most (user/tunnel.c)
 MEMAVAIL_NOISE = 64 * MIB  # MemAvailable is host-wide, even without process memory
 STALL_S = 8.0  # a reader that gets no byte for this long while more are due: stalled
 CHUNK = 256 * KIB
