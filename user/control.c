@@ -94,7 +94,7 @@ void control_close(struct gateway *gw)
 {
 	if (gw->ctl.fd < 0)
 		return;
-	gw_forget(gw, &gw->ctl);
+	gw_forget(&gw->ctl);
 	unlink(gw->ctl_path);
 }
 
@@ -192,9 +192,9 @@ static void cmd_kill(struct gateway *gw, struct ctl_client *cc, const char *arg)
 	out(cc, "error\tno open tunnel with id %llu\n", id);
 }
 
-static void ctl_client_close(struct gateway *gw, struct ctl_client *cc)
+static void ctl_client_close(struct ctl_client *cc)
 {
-	gw_forget(gw, &cc->h);
+	gw_forget(&cc->h);
 	free(cc->out.data);
 	free(cc);
 }
@@ -242,13 +242,13 @@ void control_event(struct gateway *gw, struct handle *h, uint32_t events)
 		n = recv(h->fd, cc->req + cc->rlen, sizeof(cc->req) - cc->rlen, 0);
 		if (n <= 0) {
 			if (n == 0 || (errno != EAGAIN && errno != EINTR))
-				ctl_client_close(gw, cc);
+				ctl_client_close(cc);
 			return;
 		}
 		cc->rlen += n;
 		if (!memchr(cc->req, '\n', cc->rlen)) {
 			if (cc->rlen == sizeof(cc->req))
-				ctl_client_close(gw, cc);
+				ctl_client_close(cc);
 			return;
 		}
 		ctl_request(gw, cc);
@@ -258,5 +258,5 @@ void control_event(struct gateway *gw, struct handle *h, uint32_t events)
 		gw_set_events(gw, h, EPOLLOUT);
 		return;
 	}
-	ctl_client_close(gw, cc);
+	ctl_client_close(cc);
 }

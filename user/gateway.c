@@ -68,9 +68,8 @@ int gw_set_events(struct gateway *gw, struct handle *h, uint32_t events)
 	return 0;
 }
 
-void gw_forget(struct gateway *gw, struct handle *h)
+void gw_forget(struct handle *h)
 {
-	(void)gw;
 	if (h->fd < 0)
 		return;
 	/* close() takes the fd out of epoll: no other descriptor shares its file. */
@@ -178,7 +177,7 @@ static void upstream_close(struct conn *c)
 		resolver_cancel(c->gw->resolver, c->rreq);
 		c->rreq = NULL;
 	}
-	gw_forget(c->gw, &c->uh);
+	gw_forget(&c->uh);
 	if (c->server) {
 		pool_release(c->server);
 		c->server = NULL;
@@ -196,7 +195,7 @@ void conn_close(struct conn *c, const char *why)
 	if (c->state == CS_TUNNEL)
 		tunnel_teardown(c);
 	upstream_close(c);
-	gw_forget(gw, &c->ch);
+	gw_forget(&c->ch);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -1404,7 +1403,7 @@ static int listeners_sync(struct gateway *gw, struct config *cfg)
 	}
 	for (l = gw->listeners; l; l = next) {
 		next = l->next;
-		gw_forget(gw, &l->h);
+		gw_forget(&l->h);
 		free(l);
 	}
 	gw->listeners = keep;
@@ -1426,7 +1425,7 @@ static void listeners_close(struct gateway *gw)
 
 	for (l = gw->listeners; l; l = next) {
 		next = l->next;
-		gw_forget(gw, &l->h);
+		gw_forget(&l->h);
 		free(l);
 	}
 	gw->listeners = NULL;
@@ -1554,7 +1553,7 @@ static void shutdown_all(struct gateway *gw)
 		epoll_ctl(gw->epfd, EPOLL_CTL_DEL, gw->resolver_h.fd, NULL);
 		resolver_stop(gw->resolver); /* closes its fd */
 	}
-	gw_forget(gw, &gw->sigh);
+	gw_forget(&gw->sigh);
 	if (gw->access_log && gw->access_log != stderr)
 		fclose(gw->access_log);
 	close(gw->epfd);

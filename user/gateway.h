@@ -173,7 +173,7 @@ struct gateway {
 /* gateway.c */
 uint64_t now_ms(void);
 int gw_set_events(struct gateway *gw, struct handle *h, uint32_t events);
-void gw_forget(struct gateway *gw, struct handle *h);
+void gw_forget(struct handle *h);
 void conn_close(struct conn *c, const char *why);
 void conn_log(struct conn *c, const char *what);
 int obuf_put(struct obuf *b, const void *p, size_t n);
