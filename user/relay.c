@@ -196,45 +196,42 @@ static void kick(int fd)
 
 int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd, uint64_t cookies[2])
 {
-	struct tg_end ce = { .tunnel_id = t->id, .dir = TG_DIR_UP };
-	struct tg_end ue = { .tunnel_id = t->id, .dir = TG_DIR_DOWN };
 	LIBBPF_OPTS(bpf_map_batch_opts, batch); /* BPF_ANY: batches take no BPF_NOEXIST;
 						  * cookies are never reused */
-	struct tg_end ends[2];
-	__u64 cc, uc, keys[2];
-	__u32 v, n = 2;
-	int err;
+	struct tg_end ends[2] = {
+		{ .tunnel_id = t->id, .dir = TG_DIR_UP },
+		{ .tunnel_id = t->id, .dir = TG_DIR_DOWN },
+	};
+	int fds[2] = { cfd, ufd }, err;
+	__u64 keys[2];
+	__u32 n = 2;
 
-	err = sock_cookie(cfd, &cc);
-	if (!err)
-		err = sock_cookie(ufd, &uc);
-	if (err)
-		return err;
-	cookies[0] = cc;
-	cookies[1] = uc;
-	ce.peer_cookie = uc;
-	ue.peer_cookie = cc;
+	for (int i = 0; i < 2; i++) {
+		err = sock_cookie(fds[i], &keys[i]);
+		if (err)
+			return err;
+		cookies[i] = keys[i];
+	}
+	ends[0].peer_cookie = keys[1];
+	ends[1].peer_cookie = keys[0];
 
 	if (bpf_map_update_elem(r->tunnels_fd, &t->id, t, BPF_NOEXIST))
 		return -errno;
-	keys[0] = cc;
-	keys[1] = uc;
-	ends[0] = ce;
-	ends[1] = ue;
 	if (bpf_map_update_batch(r->ends_fd, keys, ends, &n, &batch) || n != 2)
 		goto fail;
-	v = cfd;
-	if (bpf_map_update_elem(r->socks_fd, &cc, &v, BPF_NOEXIST))
-		goto fail;
-	v = ufd;
-	if (bpf_map_update_elem(r->socks_fd, &uc, &v, BPF_NOEXIST))
-		goto fail;
-	v = cfd;
-	if (bpf_map_update_elem(r->ingress_fd, &cc, &v, BPF_NOEXIST))
-		goto fail;
-	v = ufd;
-	if (bpf_map_update_elem(r->ingress_fd, &uc, &v, BPF_NOEXIST))
-		goto fail;
+	/* Both into `socks` (the redirect targets) before either into `ingress`. */
+	for (int i = 0; i < 2; i++) {
+		__u32 v = fds[i];
+
+		if (bpf_map_update_elem(r->socks_fd, &keys[i], &v, BPF_NOEXIST))
+			goto fail;
+	}
+	for (int i = 0; i < 2; i++) {
+		__u32 v = fds[i];
+
+		if (bpf_map_update_elem(r->ingress_fd, &keys[i], &v, BPF_NOEXIST))
+			goto fail;
+	}
 	kick(cfd);
 	kick(ufd);
 	return 0;
