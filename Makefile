@@ -17,7 +17,8 @@ INCLUDES := -I$(OUT) -Iinclude -Iuser -I$(LLHTTP_H)
 LDLIBS   := -lbpf -lelf -lz -linih -pthread
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 
-# Debian packages: to build, and what the tests run against.
+# Every Debian package the Makefile installs, in one place: to build, what the tests
+# (fuzzing included) run against, and what `make bench` adds.
 BUILD_PKGS := clang llvm gcc make pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev \
 	      libcmocka-dev libinih-dev node-llhttp
 TEST_PKGS  := curl openssl tinyproxy squid haproxy python3 iproute2 iptables procps libclang-rt-14-dev
@@ -33,14 +34,20 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps test-deps bench-deps run test unit integration clean
+.PHONY: all build deps test-deps bench-deps run test unit unit-run integration clean
 
 MODULES  := log config rules pool http relay gateway tunnel control resolver
 DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
 	       $(OUT)/llhttp/api.o $(OUT)/llhttp/http.o $(OUT)/llhttp/llhttp.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))
 
-all: deps $(OUT)/tunnelgated $(OUT)/tunnelctl
+# The targets a user types install packages first, then build in a sub-make: make reads
+# this file and looks for llhttp's sources before any recipe runs, so on a fresh machine
+# a single make would find no rule for them.
+all: deps
+	$(Q)$(MAKE) --no-print-directory build
+
+build: $(OUT)/tunnelgated $(OUT)/tunnelctl
 
 # Install what is missing, once per package set; apt lists are empty on a fresh machine.
 define install_missing
@@ -115,14 +122,17 @@ $(OUT)/tests/%: tests/unit/%.c | $(OUT)/tests
 	$(call msg,TEST-CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) $(INCLUDES) $< $(filter %.o,$^) -lcmocka -linih -o $@
 
-unit: deps $(UNIT_TESTS)
+unit: deps
+	$(Q)$(MAKE) --no-print-directory unit-run
+
+unit-run: $(UNIT_TESTS)
 	$(Q)fail=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
 integration: test-deps all
 	$(Q)python3 tests/integration/run.py
 
 test: test-deps all
-	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory unit-run
 	$(Q)$(MAKE) --no-print-directory bench-smoke
 	$(Q)$(MAKE) --no-print-directory fuzz-smoke
 	$(Q)python3 tests/integration/run.py

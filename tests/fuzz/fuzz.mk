@@ -20,7 +20,6 @@ LLHTTP       ?= /usr/share/llhttp
 LLHTTP_H     ?= /usr/share/include/llhttp
 FUZZ_DIR     := $(OUT)/fuzz
 FUZZ_NAMES   := http rules config
-FUZZ_PKGS    := clang libclang-rt-14-dev libinih-dev node-llhttp
 # UBSan findings count as crashes: without -fno-sanitize-recover they only print.
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-fno-omit-frame-pointer -std=gnu11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1
@@ -38,18 +37,20 @@ FUZZ_LINK_http   := $(FUZZ_LLHTTP)
 FUZZ_LINK_rules  :=
 FUZZ_LINK_config := -Wl,--wrap=getaddrinfo
 
-.PHONY: fuzz fuzz-smoke fuzz-build fuzz-deps $(addprefix fuzz-,$(FUZZ_NAMES))
+.PHONY: fuzz fuzz-smoke fuzz-run fuzz-build fuzz-deps $(addprefix fuzz-,$(FUZZ_NAMES))
 
-fuzz: $(addprefix fuzz-,$(FUZZ_NAMES))
+# Packages first, then a sub-make that can see llhttp's sources (see `all`).
+fuzz: fuzz-deps
+	$(Q)$(MAKE) --no-print-directory fuzz-run
 
-# Target-specific, so it reaches the fuzz-NAME prerequisites.
-fuzz-smoke: FUZZ_SECONDS = 5
-fuzz-smoke: $(addprefix fuzz-,$(FUZZ_NAMES))
+fuzz-smoke: fuzz-deps
+	$(Q)$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=5
+
+fuzz-run: $(addprefix fuzz-,$(FUZZ_NAMES))
 
 fuzz-build: $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_NAMES))
 
-fuzz-deps:
-	$(call install_missing,$(FUZZ_PKGS))
+fuzz-deps: test-deps
 
 $(FUZZ_DIR):
 	$(Q)mkdir -p $@
