@@ -34,7 +34,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all build deps test-deps bench-deps run test unit unit-run integration clean
+.PHONY: all binaries deps test-deps bench-deps run test unit unit-run integration clean
 
 MODULES  := log config rules pool http relay gateway tunnel control resolver
 DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
@@ -45,9 +45,9 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/tes
 # this file and looks for llhttp's sources before any recipe runs, so on a fresh machine
 # a single make would find no rule for them.
 all: deps
-	$(Q)$(MAKE) --no-print-directory build
+	$(Q)$(MAKE) --no-print-directory binaries
 
-build: $(OUT)/tunnelgated $(OUT)/tunnelctl
+binaries: $(OUT)/tunnelgated $(OUT)/tunnelctl
 
 # Install what is missing, once per package set; apt lists are empty on a fresh machine.
 define install_missing
