@@ -32,6 +32,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Bound on a direction's backlog in bytes (max_backlog_bytes); 0 = unbounded. */
 __u64 max_backlog = TG_DEFAULT_MAX_BACKLOG;
+/* 1 once relay_sockops is attached: a lagging direction is paused, not held. */
+__u32 pause_enabled;
 
 /* Redirect targets: socket cookie -> socket. */
 struct {
@@ -93,49 +95,64 @@ static __always_inline __u64 released_bytes(struct tg_end *end, __u64 *cookie)
 	return rel ? *rel : 0;
 }
 
+/* What over_backlog() finds for one skb. */
+enum lag {
+	LAG_OK,    /* redirect */
+	LAG_PAUSE, /* redirect, and pause the socket soon (pause mode only) */
+	LAG_HOLD,  /* keep the skb on this socket: the peer cannot take it now */
+};
+
 /*
- * True if the peer's send path lags more than max_backlog behind this direction. What
- * entered the peer is what was redirected plus the held bytes the daemon wrote.
+ * How far the peer's send path lags behind this direction. What entered the peer is
+ * what was redirected plus the held bytes the daemon wrote.
  */
-static __always_inline bool over_backlog(struct tg_end *end, __u64 rel, __u32 len)
+static __always_inline enum lag over_backlog(struct tg_end *end, __u64 rel, __u32 len)
 {
+	enum lag lag = LAG_OK;
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
-	bool over = false;
+	struct sock *psk;
 	__u32 seq, backlog;
+	__s64 need, room;
 
 	if (!max_backlog)
-		return false;
+		return LAG_OK;
 	sk = bpf_map_lookup_elem(&socks, &end->peer_cookie);
 	if (!sk)
-		return false;
+		return LAG_OK;
 	tp = bpf_skc_to_tcp_sock(sk);
-	if (tp) {
-		seq = tp->write_seq;
-		if (!end->seq0_set) {
-			end->peer_seq0 = seq;
-			end->seq0_set = 1;
-		}
-		/* Modulo 2^32: exact while the backlog stays under 4 GiB. */
-		backlog = (__u32)(end->relayed + rel) - (seq - end->peer_seq0);
-		if (backlog > end->peak)
-			end->peak = backlog;
-		over = (__u64)backlog + len > max_backlog;
-		/*
-		 * Redirect only what the peer's send buffer can take now: then the kernel
-		 * worker never finds it full, and the peer's queue of redirected bytes empties
-		 * at once. Bytes this peer holds for the other direction wait in that same
-		 * queue, and only there are they charged to no socket.
-		 */
-		if (!over) {
-			struct sock *psk = &tp->inet_conn.icsk_inet.sk;
-			__s64 room = (__s64)psk->sk_sndbuf - psk->sk_wmem_queued;
-
-			over = (__s64)backlog + len > room;
-		}
+	if (!tp)
+		goto out;
+	seq = tp->write_seq;
+	if (!end->seq0_set) {
+		end->peer_seq0 = seq;
+		end->seq0_set = 1;
 	}
+	/* Modulo 2^32: exact while the backlog stays under 4 GiB. */
+	backlog = (__u32)(end->relayed + rel) - (seq - end->peer_seq0);
+	if (backlog > end->peak)
+		end->peak = backlog;
+	need = (__s64)backlog + len;
+	/*
+	 * Redirect only what the peer's send buffer can take now: then the kernel worker
+	 * never finds it full, and the peer's queue of redirected bytes empties at once.
+	 * Bytes this peer holds for the other direction wait in that same queue, and only
+	 * there are they charged to no socket.
+	 */
+	psk = &tp->inet_conn.icsk_inet.sk;
+	room = (__s64)psk->sk_sndbuf - psk->sk_wmem_queued;
+	if (need > (__s64)max_backlog || need > room)
+		lag = LAG_HOLD;
+	/*
+	 * Pause mode: ask for the pause while a quarter of the send buffer is still free,
+	 * so what the verdict sees before the pause takes hold is redirected, not held.
+	 */
+	else if (pause_enabled &&
+		 (need > (__s64)(max_backlog / 2) || need + (__s64)((__u32)psk->sk_sndbuf >> 2) > room))
+		lag = LAG_PAUSE;
+out:
 	bpf_sk_release(sk);
-	return over;
+	return lag;
 }
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
@@ -200,6 +217,7 @@ int relay_verdict(struct __sk_buff *skb)
 	struct tg_tunnel *t;
 	struct tg_end *end;
 	__u64 peer, rel;
+	enum lag lag;
 	int verdict;
 
 	/*
@@ -219,7 +237,10 @@ int relay_verdict(struct __sk_buff *skb)
 	if (!skb->len)
 		return SK_DROP; /* nothing new in it */
 	rel = released_bytes(end, &cookie);
-	if (rel != end->held || over_backlog(end, rel, skb->len)) {
+	lag = rel != end->held ? LAG_HOLD : over_backlog(end, rel, skb->len);
+	if (lag != LAG_OK)
+		end->pause_req = pause_enabled;
+	if (lag == LAG_HOLD) {
 		end->held += skb->len;
 		return SK_PASS;
 	}
@@ -232,4 +253,51 @@ int relay_verdict(struct __sk_buff *skb)
 	if (t)
 		count(t, end->dir, skb->len);
 	return SK_PASS;
+}
+
+/*
+ * Pause: take a socket whose direction lags out of `ingress`, so the verdict stops
+ * running and new bytes stay in its TCP receive queue, charged to its receive buffer:
+ * the window closes and nothing is copied. A delete from userspace races with a
+ * verdict pass on another CPU (it takes only the map's bucket lock, and a pass that
+ * finds no program drops its skb); sockops callbacks run with the socket locked, as
+ * the verdict does, so this delete cannot overlap one. HDR_OPT_LEN fires for every
+ * segment the socket sends, ACKs included, so a receiving socket gets here soon.
+ * Only with an empty receive queue: the ACK may be sent from inside the verdict loop
+ * (tcp_eat_skb), and the skbs still queued there would meet no program. The daemon
+ * puts the socket back (a syscall update takes the socket lock) once the peer drained.
+ */
+static __always_inline void pause_now(struct bpf_sock_ops *skops)
+{
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sock *tp;
+	struct tg_end *end;
+
+	end = bpf_map_lookup_elem(&ends, &cookie);
+	if (!end || !end->pause_req || !sk)
+		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp || tp->inet_conn.icsk_inet.sk.sk_receive_queue.qlen)
+		return;
+	if (bpf_map_delete_elem(&ingress, &cookie))
+		return;
+	end->pause_req = 0;
+	end->pauses++;
+}
+
+SEC("sockops")
+int relay_sockops(struct bpf_sock_ops *skops)
+{
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+						 BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
+		pause_now(skops);
+		break;
+	}
+	return 1;
 }

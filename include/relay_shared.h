@@ -45,7 +45,11 @@ struct tg_tunnel {
 #define TG_DEFAULT_MAX_BACKLOG (4u << 20)
 #endif
 
-/* One relay socket (value of the `ends` map, keyed by socket cookie); BPF writes it. */
+/*
+ * One relay socket (value of the `ends` map, keyed by socket cookie). The verdict and
+ * sockops programs write it, both under the socket's lock; the daemon only reads it
+ * after relay_add().
+ */
 struct tg_end {
 	__u64 peer_cookie; /* where bytes read from this socket go */
 	__u64 tunnel_id;
@@ -54,12 +58,14 @@ struct tg_end {
 	__u64 trimmed;     /* retransmitted bytes the program saw twice and removed */
 	__u64 peak;        /* largest backlog seen: bytes redirected, not yet sent by the peer */
 	__u64 lost;        /* bytes dropped because their old part could not be trimmed */
+	__u64 pauses;      /* times the sockops program took this socket out of `ingress` */
 	__u32 dir;         /* enum tg_dir of bytes read from this socket */
 	__u32 peer_seq0;   /* the peer's write_seq before the first redirected byte */
 	__u32 next_seq;    /* TCP sequence number of the next new byte on this socket */
 	__u8 seq0_set;
 	__u8 next_set;
-	__u16 pad;
+	__u8 pause_req;    /* the verdict asks the sockops program to pause this socket */
+	__u8 pad;
 };
 
 #endif

@@ -14,12 +14,24 @@
 #   sockmap2  client -> tunnelgated relay=sockmap -> UPSTREAM -> origin        (2 hops)
 #   splice2   client -> tunnelgated relay=splice  -> UPSTREAM -> origin        (2 hops)
 #   haproxy2  client -> haproxy 2.6 mode http     -> UPSTREAM -> origin        (2 hops)
+#   squid1    client -> squid 5.7 (CONNECT, no cache)       -> origin        (1 hop)
+#   tinyproxy1 client -> tinyproxy 1.11                     -> origin        (1 hop)
 # UPSTREAM is one more tunnelgated (relay=sockmap, direct pool): haproxy cannot dial a
 # CONNECT target itself, so every gateway of the 2-hop rows forwards to the same one.
+# squid1 and tinyproxy1 are the one-hop proxies a user would pick instead of tunnelgate;
+# they dial the origin themselves and allow CONNECT to its port only. A setup whose
+# program is not installed is skipped with a message (its column shows "-").
+#
+# tgbench runs once per test (b6 b1 b2 b3 b4 for "all") against the same gateway
+# process and the same origin port. Around b1 and b2 the stats of a relay=sockmap
+# tunnelgated under test (sockmap1, and the front gateway of sockmap2) are read with
+# tunnelctl: the bytes_kernel/bytes_copied counters give the "copied %" rows (the
+# share of the tunnel bytes copied through the daemon); "-" when the daemon does not
+# print them.
 #
 # Environment: RUNS (3), BYTES (1G), IDLE (3000), DURATION (5), SAMPLES (20000),
-# SETUPS (all six, space separated), TESTS (all; e.g. "b4"), UPSTREAM_RELAY (sockmap), OUT (build), TGBENCH,
-# DAEMON, HAPROXY.
+# SETUPS (all eight, space separated), TESTS (all; e.g. "b4"), UPSTREAM_RELAY (sockmap), OUT (build), TGBENCH,
+# DAEMON, TUNNELCTL, HAPROXY, SQUID, TINYPROXY.
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +39,10 @@ OUT=${OUT:-build}
 case $OUT in /*) ;; *) OUT=$ROOT/$OUT ;; esac
 TGBENCH=${TGBENCH:-$OUT/tgbench}
 DAEMON=${DAEMON:-$OUT/tunnelgated}
+TUNNELCTL=${TUNNELCTL:-$OUT/tunnelctl}
 HAPROXY=${HAPROXY:-haproxy}
+SQUID=${SQUID:-squid}
+TINYPROXY=${TINYPROXY:-tinyproxy}
 RUNS=${RUNS:-3}
 BYTES=${BYTES:-1G}
 # The hard RLIMIT_NOFILE here is 20000 and cannot be raised (no CAP_SYS_RESOURCE); a
@@ -36,7 +51,7 @@ BYTES=${BYTES:-1G}
 IDLE=${IDLE:-3000}
 DURATION=${DURATION:-5}
 SAMPLES=${SAMPLES:-20000}
-SETUPS=${SETUPS:-direct sockmap1 splice1 sockmap2 splice2 haproxy2}
+SETUPS=${SETUPS:-direct sockmap1 splice1 sockmap2 splice2 haproxy2 squid1 tinyproxy1}
 TESTS=${TESTS:-all}	# tgbench tests per run, e.g. "b4" to rerun one figure
 UPSTREAM_RELAY=${UPSTREAM_RELAY:-sockmap}	# relay of the shared upstream of the 2-hop rows
 MODE=${1:-full}
@@ -163,14 +178,108 @@ start_haproxy() {
 	wait_port "$PORT" "$PID" "$name"
 }
 
-# run_setup SETUP OUTFILE TGBENCH-ARGS...: start its processes, run tgbench, stop them.
+# start_squid NAME ORIGIN_PORT: squid in the foreground (-N), one worker, no cache and no
+# access log, CONNECT from localhost to ORIGIN_PORT only, IP literals only (any name
+# look-up would go to 127.0.0.1). Squid drops root for its cache_effective_user, so its
+# directory (pid file, core dumps) and cache.log ($TMP/NAME.log, its stderr too) belong
+# to that user and $TMP is made traversable. Sets PORT and PID.
+start_squid() {
+	local name=$1 oport=$2 dir=$TMP/$1.d user=proxy
+	id -u "$user" >/dev/null 2>&1 || user=nobody
+	PORT=$("$TGBENCH" --free-port) || return 1
+	chmod 711 "$TMP" && install -d -o "$user" -m 700 "$dir" &&
+		touch "$TMP/$name.log" && chown "$user" "$TMP/$name.log" || return 1
+	cat > "$TMP/$name.conf" <<-EOF
+	http_port 127.0.0.1:$PORT
+	workers 1
+	cache_effective_user $user
+	acl CONNECT method CONNECT
+	acl origin_port port $oport
+	http_access allow localhost CONNECT origin_port
+	http_access deny all
+	cache deny all
+	cache_mem 0 MB
+	access_log none
+	cache_store_log none
+	cache_log $TMP/$name.log
+	pid_filename $dir/squid.pid
+	coredump_dir $dir
+	netdb_filename none
+	pinger_enable off
+	visible_hostname localhost
+	dns_nameservers 127.0.0.1
+	shutdown_lifetime 0 seconds
+	EOF
+	"$SQUID" -N -f "$TMP/$name.conf" 2>>"$TMP/$name.log" &
+	PID=$!
+	PIDS+=("$PID")
+	wait_port "$PORT" "$PID" "$name"
+}
+
+# start_tinyproxy NAME ORIGIN_PORT: tinyproxy in the foreground (-d), CONNECT to
+# ORIGIN_PORT only; one thread per client, so MaxClients leaves room for the B6 idle
+# tunnels. Sets PORT and PID.
+start_tinyproxy() {
+	local name=$1 oport=$2
+	PORT=$("$TGBENCH" --free-port) || return 1
+	cat > "$TMP/$name.conf" <<-EOF
+	Port $PORT
+	Listen 127.0.0.1
+	Timeout 600
+	MaxClients $((IDLE + 1000))
+	Allow 127.0.0.1
+	ConnectPort $oport
+	DisableViaHeader Yes
+	LogLevel Warning
+	PidFile "$TMP/$name.pid"
+	EOF
+	"$TINYPROXY" -d -c "$TMP/$name.conf" >>"$TMP/$name.log" 2>&1 &
+	PID=$!
+	PIDS+=("$PID")
+	wait_port "$PORT" "$PID" "$name"
+}
+
+# have_program SETUP: 0 when the program the setup runs is installed.
+have_program() {
+	local prog
+	case $1 in
+	squid1) prog=$SQUID ;;
+	tinyproxy1) prog=$TINYPROXY ;;
+	haproxy2) prog=$HAPROXY ;;
+	*) return 0 ;;
+	esac
+	command -v "$prog" >/dev/null 2>&1
+}
+
+# gw_bytes SOCKET: "KERNEL COPIED" from tunnelctl stats, once no tunnel is open (up to
+# 5 s), so the counters of the tunnels just closed are final; nothing when the daemon
+# does not print both counters.
+gw_bytes() {
+	local i st
+	for i in $(seq 50); do
+		st=$("$TUNNELCTL" -s "$1" stats 2>/dev/null) || return 0
+		[ "$(printf '%s\n' "$st" | awk -F'\t' '$1=="tunnels_open"{print $2}')" = 0 ] && break
+		sleep 0.1
+	done
+	printf '%s\n' "$st" | awk -F'\t' '$1=="bytes_kernel"{k=$2; hk=1} $1=="bytes_copied"{c=$2; hc=1}
+		END { if (hk && hc) print k, c }'
+}
+
+# run_setup SETUP OUTFILE "TEST..." TGBENCH-ARGS...: start its processes, run tgbench once
+# per test (same gateway, same origin port), stop them. Around b1 and b2 on a
+# relay=sockmap tunnelgated, "B<n> copied pct X" goes to OUTFILE too.
 run_setup() {
-	local setup=$1 outf=$2 up_pid="" up_name="" gw_pid="" gw_name="" target rc=0
-	shift 2
+	local setup=$1 outf=$2 tests=$3 up_pid="" up_name="" gw_pid="" gw_name="" gw_sock="" target rc=0
+	local oport t b0 b1
+	shift 3
+	oport=$("$TGBENCH" --free-port) || return 1
 	case $setup in
 	direct) target=(--direct) ;;
 	sockmap1 | splice1)
 		start_tg "$setup" "${setup%1}" || return 1
+		gw_pid=$PID gw_name=$setup target=(--proxy "127.0.0.1:$PORT" --pid "$PID") ;;
+	squid1 | tinyproxy1)
+		"start_${setup%1}" "$setup" "$oport" || return 1
 		gw_pid=$PID gw_name=$setup target=(--proxy "127.0.0.1:$PORT" --pid "$PID") ;;
 	sockmap2 | splice2 | haproxy2)
 		start_tg "$setup-upstream" "$UPSTREAM_RELAY" || return 1
@@ -179,15 +288,27 @@ run_setup() {
 		gw_pid=$PID gw_name=$setup target=(--proxy "127.0.0.1:$PORT" --pid "$PID") ;;
 	*) echo "bench: unknown setup '$setup'" >&2; return 1 ;;
 	esac
-	if ! timeout 600 "$TGBENCH" "${target[@]}" "$@" > "$outf" 2>> "$TMP/$setup.tgbench.log"; then
-		rc=1
-		echo "bench: tgbench failed on $setup:" >&2
-		tail -n 15 "$TMP/$setup.tgbench.log" >&2
-		for n in $gw_name $up_name; do
-			echo "--- $n log (last 20 lines):" >&2
-			tail -n 20 "$TMP/$n.log" >&2
-		done
-	fi
+	case $setup in sockmap1 | sockmap2) gw_sock=$TMP/$setup.sock ;; esac
+	[ "$tests" = all ] && tests="b6 b1 b2 b3 b4"	# tgbench's own order for "all"
+	: > "$outf"
+	for t in $tests; do
+		b0=""
+		case $t in b1 | b2) [ -z "$gw_sock" ] || b0=$(gw_bytes "$gw_sock") ;; esac
+		if ! timeout 600 "$TGBENCH" "${target[@]}" --origin-port "$oport" "$@" "$t" >> "$outf" 2>> "$TMP/$setup.tgbench.log"; then
+			rc=1
+			echo "bench: tgbench $t failed on $setup:" >&2
+			tail -n 15 "$TMP/$setup.tgbench.log" >&2
+			for n in $gw_name $up_name; do
+				echo "--- $n log (last 20 lines):" >&2
+				tail -n 20 "$TMP/$n.log" >&2
+			done
+			break
+		fi
+		[ -n "$b0" ] || continue
+		b1=$(gw_bytes "$gw_sock")
+		[ -n "$b1" ] && echo "$b0 $b1" | awk -v t="${t^^}" '{ k = $3 - $1; c = $4 - $2
+			if (k + c > 0) printf "%s copied pct %.3f\n", t, 100 * c / (k + c) }' >> "$outf"
+	done
 	[ -z "$gw_pid" ] || stop_pid "$gw_pid" "$gw_name" "$([ "$setup" = haproxy2 ] && echo USR1 || echo TERM)" || rc=1
 	[ -z "$up_pid" ] || stop_pid "$up_pid" "$up_name" || rc=1
 	return $rc
@@ -195,8 +316,8 @@ run_setup() {
 
 if [ "$MODE" = smoke ]; then
 	echo "bench-smoke: B1..B6 with --verify against one tunnelgated relay=sockmap (direct pool)"
-	run_setup sockmap1 "$TMP/smoke.out" --verify --bytes 64M --tunnels 8 --samples 500 \
-		--lat-tunnels 10 --clients 8 --duration 1 --idle 200 --timeout-ms 5000 all ||
+	run_setup sockmap1 "$TMP/smoke.out" all --verify --bytes 64M --tunnels 8 --samples 500 \
+		--lat-tunnels 10 --clients 8 --duration 1 --idle 200 --timeout-ms 5000 ||
 		{ echo "bench-smoke: FAILED" >&2; exit 1; }
 	cat "$TMP/smoke.out"
 	for t in B1 B2 B3 B4 B5 B6; do
@@ -221,9 +342,13 @@ start=$(date +%s)
 [ "$MODE" = report ] || for run in $(seq "$RUNS"); do
 	for s in $SETUPS; do
 		t0=$(date +%s)
-		run_setup "$s" "$RES/$s.$run" --bytes "$BYTES" --idle "$IDLE" --duration "$DURATION" \
-			--samples "$SAMPLES" $TESTS || { KEEP_TMP=1; die "run $run of $s failed (see above)"; }
-		printf '  run %d %-9s %3ds  %s\n' "$run" "$s" $(($(date +%s) - t0)) \
+		if ! have_program "$s"; then
+			[ "$run" = 1 ] && echo "  $s: skipped, its program is not installed (make bench-deps installs it)"
+			continue
+		fi
+		run_setup "$s" "$RES/$s.$run" "$TESTS" --bytes "$BYTES" --idle "$IDLE" --duration "$DURATION" \
+			--samples "$SAMPLES" || { KEEP_TMP=1; die "run $run of $s failed (see above)"; }
+		printf '  run %d %-10s %3ds  %s\n' "$run" "$s" $(($(date +%s) - t0)) \
 			"$(awk '$1=="B1"||$1=="B4"{printf "%s %s %s  ", $1, $2, $4}' "$RES/$s.$run")"
 	done
 done
@@ -243,25 +368,47 @@ function val(s, k) { return ((s SUBSEP k) in med) ? med[s, k] : "" }
 function ratio(a, b, k,   x, y) { x = val(a, k); y = val(b, k);
 	return (x == "" || y == "" || y + 0 == 0) ? "-" : sprintf("%.2f", x / y) }
 function fmt(x) { return x == "" ? "-" : (x >= 100 ? sprintf("%.0f", x) : sprintf("%.2f", x)) }
+# The better of the one-hop peers squid1 and tinyproxy1 for figure k (higher throughput
+# and setup rate, lower latency, CPU and memory); "" when neither ran.
+function peer(k,   a, b) { a = val("squid1", k); b = val("tinyproxy1", k)
+	if (a == "" || b == "") return a == "" ? (b == "" ? "" : "tinyproxy1") : "squid1"
+	if (k ~ /^B[356]_/) return a + 0 <= b + 0 ? "squid1" : "tinyproxy1"
+	return a + 0 >= b + 0 ? "squid1" : "tinyproxy1" }
+function peer_ratio(k,   p) { p = peer(k); return p == "" ? "-" : ratio("sockmap1", p, k) }
 { med[$1, $2] = $3 }
 END {
 	ns = split(setups, S, " ")
+	# K: chart columns (bench.gnuplot reads them by number: append only). D: table rows.
 	nk = split("B1_up_gbps B1_down_gbps B2_down_gbps B3_lat1_p50_us B3_lat1_p99_us B3_lat1_p999_us " \
 		"B3_lat100_p50_us B3_lat100_p99_us B3_lat100_p999_us B4_setup_tunnels_per_s " \
-		"B5_down_cpu_s_per_gib B6_idle_daemon_bytes_per_tunnel B6_idle_kernel_bytes_per_tunnel", K, " ")
+		"B5_down_cpu_s_per_gib B6_idle_daemon_bytes_per_tunnel B6_idle_kernel_bytes_per_tunnel " \
+		"B1_copied_pct B2_copied_pct", K, " ")
+	nd = split("B1_up_gbps B1_down_gbps B1_copied_pct B2_down_gbps B2_copied_pct B3_lat1_p50_us " \
+		"B3_lat1_p99_us B3_lat1_p999_us B3_lat100_p50_us B3_lat100_p99_us B3_lat100_p999_us " \
+		"B4_setup_tunnels_per_s B5_down_cpu_s_per_gib B6_idle_daemon_bytes_per_tunnel " \
+		"B6_idle_kernel_bytes_per_tunnel", D, " ")
 	printf "\nMedians of %d run(s). Topologies: direct = client->origin (no relay); sockmap1/splice1 =\n", runs
-	printf "client->tunnelgated(direct pool)->origin; sockmap2/splice2/haproxy2 = client->GATEWAY->\n"
-	printf "upstream tunnelgated(relay=%s, direct pool)->origin. Ratios: sm2/sp2 = sockmap2/splice2,\n", uprelay
-	printf "sm2/hap2 = sockmap2/haproxy2, sm1/sp1 = sockmap1/splice1, smN/dir = sockmapN/direct.\n"
-	printf "B5 is whole-machine CPU (endpoints included); B6 daemon = RSS of the gateway under test.\n\n"
+	printf "client->tunnelgated(direct pool)->origin; squid1/tinyproxy1 = client->squid 5.7 or\n"
+	printf "tinyproxy 1.11 (CONNECT, dialing the origin)->origin; sockmap2/splice2/haproxy2 =\n"
+	printf "client->GATEWAY->upstream tunnelgated(relay=%s, direct pool)->origin.\n", uprelay
+	printf "Ratios: sm2/sp2 = sockmap2/splice2, sm2/hap2 = sockmap2/haproxy2, sm1/sp1 = sockmap1/splice1,\n"
+	printf "smN/dir = sockmapN/direct, sm1/sq1 = sockmap1/squid1, sm1/tp1 = sockmap1/tinyproxy1,\n"
+	printf "sm1/peer = sockmap1/the better of squid1 and tinyproxy1 for that figure.\n"
+	printf "B5 is whole-machine CPU (endpoints included); B6 daemon = RSS of the gateway under test.\n"
+	printf "copied %% = share of the tunnel bytes of that test the gateway under test copied through\n"
+	printf "the daemon (tunnelctl stats bytes_copied / (bytes_kernel + bytes_copied)); relay=sockmap\n"
+	printf "tunnelgated only (for sockmap2 the front gateway); - elsewhere or without those counters.\n\n"
 	printf "%-33s", "figure"
-	for (i = 1; i <= ns; i++) printf " %9s", S[i]
-	printf " | %7s %8s %7s %7s %7s\n", "sm2/sp2", "sm2/hap2", "sm1/sp1", "sm1/dir", "sm2/dir"
-	for (j = 1; j <= nk; j++) {
-		k = K[j]; printf "%-33s", k
-		for (i = 1; i <= ns; i++) printf " %9s", fmt(val(S[i], k))
-		printf " | %7s %8s %7s %7s %7s\n", ratio("sockmap2", "splice2", k), ratio("sockmap2", "haproxy2", k),
-			ratio("sockmap1", "splice1", k), ratio("sockmap1", "direct", k), ratio("sockmap2", "direct", k)
+	for (i = 1; i <= ns; i++) printf " %10s", S[i]
+	printf " | %7s %8s %7s %7s %7s %7s %7s %8s\n", "sm2/sp2", "sm2/hap2", "sm1/sp1", "sm1/dir", "sm2/dir",
+		"sm1/sq1", "sm1/tp1", "sm1/peer"
+	for (j = 1; j <= nd; j++) {
+		k = D[j]; printf "%-33s", k
+		for (i = 1; i <= ns; i++) printf " %10s", fmt(val(S[i], k))
+		printf " | %7s %8s %7s %7s %7s %7s %7s %8s\n", ratio("sockmap2", "splice2", k),
+			ratio("sockmap2", "haproxy2", k), ratio("sockmap1", "splice1", k),
+			ratio("sockmap1", "direct", k), ratio("sockmap2", "direct", k),
+			ratio("sockmap1", "squid1", k), ratio("sockmap1", "tinyproxy1", k), peer_ratio(k)
 	}
 	# Chart data: one row per setup, columns in the order of K.
 	printf "# setup" > dat
@@ -293,6 +440,15 @@ END {
 	for (i = 1; i <= 2; i++) {
 		s = i == 1 ? "sockmap1" : "sockmap2"; x = val(s, "B6_idle_daemon_bytes_per_tunnel")
 		check("B6 " s " daemon <= 2048 bytes/tunnel", x == "" ? "-" : sprintf("%.0f", x), "<=", 2048)
+	}
+	# No targets were set against the one-hop proxies: the ratios, for the figures that matter.
+	printf "\nOne-hop peers (sockmap1 / the better of squid1 and tinyproxy1; no target set):\n"
+	split("B1_up_gbps B1_down_gbps B2_down_gbps B4_setup_tunnels_per_s", P, " ")
+	for (j = 1; j <= 4; j++) {
+		k = P[j]; p = peer(k)
+		if (p == "" || val("sockmap1", k) == "") { printf "  n/a   %s (setup not run)\n", k; continue }
+		printf "  %-28s sockmap1 %s / %s %s = %s\n", k, fmt(val("sockmap1", k)), p, fmt(val(p, k)),
+			ratio("sockmap1", p, k)
 	}
 }
 function check(what, got, op, want,   ok) {

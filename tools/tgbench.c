@@ -74,6 +74,7 @@ static struct {
 	int idle;
 	int pid;
 	int timeout_ms;
+	int origin_port;
 	bool verify;
 } opt = {
 	.bytes = 1ull << 30,
@@ -305,9 +306,16 @@ static void *origin_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The origin listens on 127.0.0.1, on --origin-port if given (a proxy that allows
+ * CONNECT to named ports only is configured before tgbench starts; SO_REUSEADDR lets
+ * the next tgbench of the same run bind it again while connections of the last one
+ * are in TIME_WAIT), else on a port the kernel picks.
+ */
 static int origin_start(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				 .sin_port = htons(opt.origin_port) };
 	struct epoll_event e = { .events = EPOLLIN, .data.ptr = NULL };
 	socklen_t len = sizeof(a);
 	int err;
@@ -316,10 +324,12 @@ static int origin_start(void)
 	if (!origin.scratch)
 		return -ENOMEM;
 	origin.lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (origin.lfd >= 0)
+		setsockopt(origin.lfd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int));
 	if (origin.lfd < 0 || bind(origin.lfd, (struct sockaddr *)&a, sizeof(a)) ||
 	    listen(origin.lfd, 4096) || getsockname(origin.lfd, (struct sockaddr *)&origin_addr, &len)) {
 		err = -errno;
-		warnx("cannot start the origin on 127.0.0.1: %s", strerror(-err));
+		warnx("cannot start the origin on 127.0.0.1:%d: %s", opt.origin_port, strerror(-err));
 		return err;
 	}
 	origin.ep = epoll_create1(EPOLL_CLOEXEC);
@@ -1040,6 +1050,7 @@ static void usage(FILE *f)
 		"  --idle N         b6 idle tunnels (10000)\n"
 		"  --pid PID        b6: daemon whose VmRSS is measured\n"
 		"  --timeout-ms N   every socket operation (10000)\n"
+		"  --origin-port N  the origin listens on 127.0.0.1:N (default: a free port)\n"
 		"  --verify         check every byte of the pattern (costs CPU: not for figures)\n");
 }
 
@@ -1057,6 +1068,7 @@ int main(int argc, char **argv)
 		{ "idle", required_argument, NULL, 'i' },
 		{ "pid", required_argument, NULL, 'P' },
 		{ "timeout-ms", required_argument, NULL, 'T' },
+		{ "origin-port", required_argument, NULL, 'o' },
 		{ "verify", no_argument, NULL, 'v' },
 		{ "free-port", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1089,6 +1101,13 @@ int main(int argc, char **argv)
 		case 'i': opt.idle = atoi(optarg); break;
 		case 'P': opt.pid = atoi(optarg); break;
 		case 'T': opt.timeout_ms = atoi(optarg); break;
+		case 'o':
+			opt.origin_port = atoi(optarg);
+			if (opt.origin_port < 1 || opt.origin_port > 65535) {
+				warnx("--origin-port %s: want a port 1..65535", optarg);
+				return 2;
+			}
+			break;
 		case 'v': opt.verify = true; break;
 		case 'f': {
 			/* A port the kernel just handed out: the bench script's daemons bind it next. */

@@ -22,7 +22,7 @@
 #include "config.h"
 #include "rules.h"
 
-#define MAX_KEYS 16
+#define MAX_KEYS 24
 #define TIMEOUT_MAX 86400000ULL /* one day, in ms */
 
 enum section { SEC_NONE, SEC_GATEWAY, SEC_POOL, SEC_RULE, SEC_ROUTE };
@@ -183,6 +183,18 @@ static int set_relay(struct parser *ps, const struct key_def *k, const char *v)
 		}
 	}
 	return fail(ps, "relay '%s' is not one of auto, sockmap, splice", v);
+}
+
+static int set_pause(struct parser *ps, const struct key_def *k, const char *v)
+{
+	(void)k;
+	if (!strcmp(v, "sockops"))
+		ps->cfg->pause = PAUSE_SOCKOPS;
+	else if (!strcmp(v, "hold"))
+		ps->cfg->pause = PAUSE_HOLD;
+	else
+		return fail(ps, "pause '%s' is not one of sockops, hold", v);
+	return 0;
 }
 
 /* A string option stored in a fixed buffer of struct config. */
@@ -531,6 +543,9 @@ static const struct key_def gateway_keys[] = {
 	{ NUMBER(drain_timeout_ms, 1, TIMEOUT_MAX) },
 	{ NUMBER(max_header_bytes, 1024, 1048576) },
 	{ NUMBER(max_backlog_bytes, 65536, 1073741824) },
+	{ .name = "pause", .set = set_pause },
+	{ NUMBER(relay_sndbuf_bytes, 0, 1073741824) },
+	{ NUMBER(relay_rcvbuf_bytes, 0, 1073741824) },
 	{ STRING(access_log) },
 	{ .name = "x_forwarded_for", .set = set_x_forwarded_for },
 };
@@ -832,6 +847,9 @@ static void set_defaults(struct config *cfg)
 	cfg->drain_timeout_ms = 30000;
 	cfg->max_header_bytes = 16384;
 	cfg->max_backlog_bytes = 4194304;
+	cfg->pause = PAUSE_SOCKOPS;
+	cfg->relay_sndbuf_bytes = TG_DEFAULT_RELAY_SNDBUF;
+	cfg->relay_rcvbuf_bytes = TG_DEFAULT_RELAY_RCVBUF;
 	strcpy(cfg->access_log, "-");
 }
 

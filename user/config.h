@@ -16,6 +16,11 @@
 #define CFG_NAME_MAX 64
 
 enum relay_mode { RELAY_AUTO, RELAY_SOCKMAP, RELAY_SPLICE };
+enum pause_mode { PAUSE_SOCKOPS, PAUSE_HOLD };
+
+/* Socket buffers of kernel relay sockets in pause = sockops (setsockopt values). */
+#define TG_DEFAULT_RELAY_SNDBUF (4u << 20)
+#define TG_DEFAULT_RELAY_RCVBUF (1u << 20)
 enum balance { BAL_ROUNDROBIN, BAL_LEASTCONN, BAL_SOURCE, BAL_TARGET };
 enum rule_action { ACT_REJECT, ACT_POOL, ACT_TUNNEL };
 
@@ -85,6 +90,9 @@ struct config {
 	unsigned drain_timeout_ms;
 	unsigned max_header_bytes;
 	uint64_t max_backlog_bytes; /* per tunnel direction, kernel and splice relay */
+	enum pause_mode pause;   /* how the kernel relay stops a lagging direction */
+	unsigned relay_sndbuf_bytes; /* pause = sockops: SO_SNDBUF of relay sockets, 0 = kernel's */
+	unsigned relay_rcvbuf_bytes; /* pause = sockops: SO_RCVBUF of relay sockets, 0 = kernel's */
 	char access_log[256];    /* path, or "-" for stderr */
 	bool x_forwarded_for;    /* add the client address to forwarded plain HTTP requests */
 	struct pool *pools;
@@ -101,7 +109,9 @@ struct config {
  * Defaults (DESIGN.md): relay auto, control /run/tunnelgate/control.sock,
  * bpf_pin_dir /sys/fs/bpf/tunnelgate, connect_ports 443, header_timeout_ms 10000,
  * connect_timeout_ms 5000, idle_timeout_ms 0, drain_timeout_ms 30000,
- * max_header_bytes 16384, max_backlog_bytes 4194304 (65536..1073741824), access_log "-". At least one listen and one pool are
+ * max_header_bytes 16384, max_backlog_bytes 4194304 (65536..1073741824), pause sockops,
+ * relay_sndbuf_bytes and relay_rcvbuf_bytes TG_DEFAULT_RELAY_SNDBUF/RCVBUF, access_log "-".
+ * At least one listen and one pool are
  * required; [route] default names an existing pool (if absent and there is exactly
  * one pool, that pool is the default).
  */

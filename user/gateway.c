@@ -1463,8 +1463,9 @@ static void reload(struct gateway *gw)
 		free(cfg);
 		return;
 	}
-	if (strcmp(cfg->bpf_pin_dir, gw->cfg->bpf_pin_dir) || cfg->relay != gw->cfg->relay)
-		pr_warn("reload: relay and bpf_pin_dir changes take effect on restart only");
+	if (strcmp(cfg->bpf_pin_dir, gw->cfg->bpf_pin_dir) || cfg->relay != gw->cfg->relay ||
+	    cfg->pause != gw->cfg->pause)
+		pr_warn("reload: relay, pause and bpf_pin_dir changes take effect on restart only");
 	if (strcmp(cfg->control, gw->ctl_path)) {
 		control_close(gw);
 		control_open(gw, cfg->control);
@@ -1475,8 +1476,10 @@ static void reload(struct gateway *gw)
 	cfg->refs = 1;
 	config_put(gw->cfg);
 	gw->cfg = cfg;
-	if (gw->relay)
+	if (gw->relay) {
 		relay_set_max_backlog(gw->relay, cfg->max_backlog_bytes);
+		relay_set_bufs(gw->relay, cfg->relay_sndbuf_bytes, cfg->relay_rcvbuf_bytes);
+	}
 	pr_info("reloaded %s: %u listeners, %u pools, %u rules", gw->cfg_path, cfg->nlisten,
 		cfg->npools, cfg->nrules);
 }
@@ -1521,17 +1524,34 @@ static int setup_signals(struct gateway *gw)
 	return gw_set_events(gw, &gw->sigh, EPOLLIN);
 }
 
-static int open_relay(struct gateway *gw)
+/*
+ * pause = sockops: the sockops program runs for the sockets of its cgroup's processes,
+ * and a socket's cgroup is fixed when it is created (an accepted one takes its
+ * listener's), so the daemon joins its own child cgroup before it opens any socket.
+ */
+static void enter_cgroup(struct gateway *gw, char *why, size_t len)
 {
-	char why[512];
+	if (gw->cfg->relay == RELAY_SPLICE || gw->cfg->pause != PAUSE_SOCKOPS)
+		return;
+	gw->cgroup = cgroup_enter(gw->cfg->bpf_pin_dir, why, len);
+}
+
+static int open_relay(struct gateway *gw, const char *pause_why)
+{
+	char why[512], pwhy[512];
 
 	gw->default_relay = RK_SPLICE;
 	if (gw->cfg->relay == RELAY_SPLICE)
 		return 0;
-	gw->relay = relay_open(gw->cfg->bpf_pin_dir, why, sizeof(why));
+	snprintf(pwhy, sizeof(pwhy), "%s", pause_why);
+	gw->relay = relay_open(gw->cfg->bpf_pin_dir, gw->cgroup ? cgroup_fd(gw->cgroup) : -1,
+			       pwhy, why, sizeof(why));
 	if (gw->relay) {
 		gw->default_relay = RK_SOCKMAP;
 		relay_set_max_backlog(gw->relay, gw->cfg->max_backlog_bytes);
+		relay_set_bufs(gw->relay, gw->cfg->relay_sndbuf_bytes, gw->cfg->relay_rcvbuf_bytes);
+		if (gw->cfg->pause == PAUSE_SOCKOPS && !relay_pausing(gw->relay))
+			pr_warn("pause = sockops: holding bytes instead (pause = hold): %s", pwhy);
 		return 0;
 	}
 	if (gw->cfg->relay == RELAY_SOCKMAP) {
@@ -1549,6 +1569,7 @@ static void shutdown_all(struct gateway *gw)
 	listeners_close(gw);
 	control_close(gw);
 	relay_close(gw->relay);
+	cgroup_leave(gw->cgroup);
 	if (gw->resolver) {
 		epoll_ctl(gw->epfd, EPOLL_CTL_DEL, gw->resolver_h.fd, NULL);
 		resolver_stop(gw->resolver); /* closes its fd */
@@ -1566,6 +1587,7 @@ int gateway_run(struct config *cfg, const char *path)
 	struct gateway gw = { .cfg = cfg, .cfg_path = path, .ctl = { .fd = -1 } };
 	struct epoll_event ev[MAX_EVENTS];
 	uint64_t last_tick = 0, last_idle_scan = 0;
+	char pause_why[512] = "";
 	int rc = 1;
 
 	cfg->refs = 1;
@@ -1579,13 +1601,14 @@ int gateway_run(struct config *cfg, const char *path)
 		pr_warn("cannot set up signal handling: %s", strerror(errno));
 		goto out;
 	}
+	enter_cgroup(&gw, pause_why, sizeof(pause_why));
 	/* Listeners and control first: they fail if another daemon has them, before
 	 * the relay would replace that daemon's pinned maps. */
 	if (listeners_sync(&gw, cfg))
 		goto out;
 	if (control_open(&gw, cfg->control))
 		goto out;
-	if (open_relay(&gw))
+	if (open_relay(&gw, pause_why))
 		goto out;
 	gw.resolver = resolver_start();
 	if (!gw.resolver) {
@@ -1595,8 +1618,10 @@ int gateway_run(struct config *cfg, const char *path)
 	gw.resolver_h = (struct handle){ .kind = H_RESOLVER, .fd = resolver_fd(gw.resolver),
 					 .owner = &gw };
 	gw_set_events(&gw, &gw.resolver_h, EPOLLIN);
-	pr_info("listening on %u address(es), relay %s, control %s", cfg->nlisten,
-		gw.default_relay == RK_SOCKMAP ? "sockmap" : "splice", cfg->control);
+	pr_info("listening on %u address(es), relay %s%s, control %s", cfg->nlisten,
+		gw.default_relay == RK_SOCKMAP ? "sockmap" : "splice",
+		gw.relay ? relay_pausing(gw.relay) ? " (pause sockops)" : " (pause hold)" : "",
+		cfg->control);
 
 	for (;;) {
 		int timeout = gw.conns ? TIMER_TICK_MS : -1;

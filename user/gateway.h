@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "http.h"
 #include "relay.h"
@@ -156,6 +157,7 @@ struct gateway {
 	struct handle ctl;       /* control socket listener */
 	char ctl_path[108];
 	struct relay *relay;     /* NULL: splice only */
+	struct tg_cgroup *cgroup; /* the daemon's own cgroup (pause = sockops), or NULL */
 	struct resolver *resolver;
 	struct handle resolver_h;
 	enum relay_kind default_relay;

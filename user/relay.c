@@ -22,8 +22,10 @@
 
 struct relay {
 	struct relay_bpf *skel;
+	struct bpf_link *sockops; /* NULL: pause = hold */
 	int socks_fd, ingress_fd, ends_fd, tunnels_fd, released_fd;
-	char pin_dir[256]; /* as config.bpf_pin_dir */
+	int sndbuf, rcvbuf;       /* forced on relay sockets in pause mode; 0 = leave */
+	char pin_dir[256];        /* as config.bpf_pin_dir */
 };
 
 /* The maps pinned under pin_dir, by name. */
@@ -111,7 +113,48 @@ static int pin_all(struct relay *r, char *why, size_t whylen)
 	return 0;
 }
 
-struct relay *relay_open(const char *pin_dir, char *why, size_t whylen)
+/*
+ * Load the programs; the sockops one only with a cgroup to attach it to. A kernel
+ * that refuses the sockops program still gets the verdict relay (pause = hold): the
+ * reason goes to @pause_why.
+ */
+static int relay_load(struct relay *r, int cgroup_fd, char *pause_why, size_t len)
+{
+	bool pause = cgroup_fd >= 0;
+	int err;
+
+	for (;;) {
+		r->skel = relay_bpf__open();
+		if (!r->skel)
+			return -errno;
+		bpf_program__set_autoload(r->skel->progs.relay_sockops, pause);
+		err = relay_bpf__load(r->skel);
+		if (!err || !pause)
+			break;
+		snprintf(pause_why, len, "the kernel refused the sockops program: %s (-v shows "
+			 "libbpf's details)", strerror(-err));
+		relay_bpf__destroy(r->skel);
+		pause = false;
+	}
+	if (err) {
+		relay_bpf__destroy(r->skel);
+		r->skel = NULL;
+		return err;
+	}
+	if (!pause)
+		return 0;
+	r->sockops = bpf_program__attach_cgroup(r->skel->progs.relay_sockops, cgroup_fd);
+	if (!r->sockops) {
+		snprintf(pause_why, len, "cannot attach the sockops program to the daemon's "
+			 "cgroup: %s", strerror(errno));
+		return 0;
+	}
+	r->skel->bss->pause_enabled = 1;
+	return 0;
+}
+
+struct relay *relay_open(const char *pin_dir, int cgroup_fd, char *pause_why, char *why,
+			 size_t whylen)
 {
 	struct relay *r;
 	int err, prog_fd;
@@ -124,11 +167,10 @@ struct relay *relay_open(const char *pin_dir, char *why, size_t whylen)
 	}
 	snprintf(r->pin_dir, sizeof(r->pin_dir), "%s", pin_dir);
 
-	r->skel = relay_bpf__open_and_load();
-	if (!r->skel) {
-		err = -errno;
+	err = relay_load(r, cgroup_fd, pause_why, whylen);
+	if (err) {
 		snprintf(why, whylen, "cannot load the relay BPF program: %s (run as root on a kernel with BPF sockhash support; -v shows libbpf's details)",
-			 strerror(errno));
+			 strerror(-err));
 		goto err_free;
 	}
 	r->socks_fd = bpf_map__fd(r->skel->maps.socks);
@@ -162,6 +204,7 @@ struct relay *relay_open(const char *pin_dir, char *why, size_t whylen)
 err_unpin:
 	unpin_all(r);
 err_destroy:
+	bpf_link__destroy(r->sockops);
 	relay_bpf__destroy(r->skel);
 err_free:
 	free(r);
@@ -174,6 +217,7 @@ void relay_close(struct relay *r)
 	if (!r)
 		return;
 	unpin_all(r);
+	bpf_link__destroy(r->sockops);
 	/* Closing the map fds frees the maps and detaches the program with them. */
 	relay_bpf__destroy(r->skel);
 	free(r);
@@ -194,6 +238,19 @@ static void kick(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
 }
 
+/*
+ * Pause mode: the send buffer is what a paused direction drains from while the daemon
+ * resumes it, the receive buffer what arrives at once when it does (autotuned, it
+ * grows to tcp_rmem's maximum). SO_SNDBUFFORCE passes wmem_max (CAP_NET_ADMIN).
+ */
+static void set_bufs(struct relay *r, int fd)
+{
+	if (r->sndbuf && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &r->sndbuf, sizeof(int)))
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &r->sndbuf, sizeof(int));
+	if (r->rcvbuf && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &r->rcvbuf, sizeof(int)))
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &r->rcvbuf, sizeof(int));
+}
+
 int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd, uint64_t cookies[2])
 {
 	LIBBPF_OPTS(bpf_map_batch_opts, batch); /* BPF_ANY: batches take no BPF_NOEXIST;
@@ -211,6 +268,7 @@ int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd, uint
 		if (err)
 			return err;
 		cookies[i] = keys[i];
+		set_bufs(r, fds[i]);
 	}
 	ends[0].peer_cookie = keys[1];
 	ends[1].peer_cookie = keys[0];
@@ -288,4 +346,26 @@ void relay_release_clear(struct relay *r, uint64_t cookie)
 	__u64 key = cookie;
 
 	bpf_map_delete_elem(r->released_fd, &key);
+}
+
+bool relay_pausing(const struct relay *r)
+{
+	return r->sockops != NULL;
+}
+
+void relay_set_bufs(struct relay *r, int sndbuf, int rcvbuf)
+{
+	r->sndbuf = r->sockops ? sndbuf : 0;
+	r->rcvbuf = r->sockops ? rcvbuf : 0;
+}
+
+int relay_resume(struct relay *r, uint64_t cookie, int fd)
+{
+	__u64 key = cookie;
+	__u32 v = fd;
+
+	if (bpf_map_update_elem(r->ingress_fd, &key, &v, BPF_NOEXIST))
+		return -errno;
+	kick(fd);
+	return 0;
 }

@@ -16,10 +16,31 @@ struct relay;
 
 /*
  * Load and attach the verdict program and pin its maps under @pin_dir (created, and
- * bpffs mounted on /sys/fs/bpf when it is not). Returns NULL with errno set and a
- * one-line reason in @why on failure.
+ * bpffs mounted on /sys/fs/bpf when it is not). With @cgroup_fd >= 0, also attach the
+ * sockops program that pauses lagging sockets (pause = sockops) to that cgroup; when
+ * that fails the relay holds bytes instead (pause = hold) and @pause_why (@whylen
+ * bytes) says why. Returns NULL with errno set and a one-line reason in @why on failure.
  */
-struct relay *relay_open(const char *pin_dir, char *why, size_t whylen);
+struct relay *relay_open(const char *pin_dir, int cgroup_fd, char *pause_why, char *why,
+			 size_t whylen);
+
+/* True if lagging directions are paused by the sockops program (pause = sockops). */
+bool relay_pausing(const struct relay *r);
+
+/*
+ * Pause mode only: SO_SNDBUF and SO_RCVBUF values (bytes as setsockopt takes them; the
+ * kernel doubles them) forced on every relay socket from the next relay_add() on.
+ * 0 leaves a buffer as it is.
+ */
+void relay_set_bufs(struct relay *r, int sndbuf, int rcvbuf);
+
+/*
+ * Put the relay socket @fd (cookie @cookie), paused by the sockops program, back under
+ * the verdict program; bytes that waited in its receive queue are relayed at once.
+ * Returns 0, or -errno: -EOPNOTSUPP once the socket is no longer established (its FIN
+ * came while paused: the daemon reads the rest itself).
+ */
+int relay_resume(struct relay *r, uint64_t cookie, int fd);
 
 /* Detach, unpin, remove the pin dir, free. Safe on NULL. */
 void relay_close(struct relay *r);
