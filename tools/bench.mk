@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # Benchmark targets, included by the Makefile (needs its OUT, CC, CFLAGS, Q and msg).
-#   make bench         tgbench B1..B6 on direct, tunnelgated sockmap/splice (1 and 2 hops)
-#                      and haproxy 2.6; medians table and build/bench.png (RUNS=3 by default)
+#   make bench         tgbench B1..B6 on direct, tunnelgated sockmap/splice (1 and 2 hops),
+#                      haproxy 2.6 (2 hops), squid 5.7 and tinyproxy 1.11 (1 hop); medians
+#                      table and build/bench.png (RUNS=3 by default)
 #   make bench-smoke   every B-mode, small sizes, one relay=sockmap tunnelgated; seconds
 
 .PHONY: bench bench-smoke

@@ -20,7 +20,9 @@
 # CONNECT target itself, so every gateway of the 2-hop rows forwards to the same one.
 # squid1 and tinyproxy1 are the one-hop proxies a user would pick instead of tunnelgate;
 # they dial the origin themselves and allow CONNECT to its port only. A setup whose
-# program is not installed is skipped with a message (its column shows "-").
+# program is not installed is skipped with a message (its column shows "-"). B6 runs on
+# both: squid holds 2 descriptors per tunnel (of the 20000 it inherits), tinyproxy one
+# thread per client (MaxClients is IDLE + 1000).
 #
 # tgbench runs once per test (b6 b1 b2 b3 b4 for "all") against the same gateway
 # process and the same origin port. Around b1 and b2 the stats of a relay=sockmap
@@ -59,7 +61,7 @@ MODE=${1:-full}
 die() { echo "bench: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root: tunnelgated loads BPF programs"
-[ -x "$TGBENCH" ] || die "$TGBENCH missing: build it with 'make -f Makefile -f tools/bench.mk build/tgbench'"
+[ -x "$TGBENCH" ] || die "$TGBENCH missing: build it with 'make build/tgbench' in $ROOT"
 [ -x "$DAEMON" ] || die "$DAEMON missing: run 'make' first"
 
 ulimit -n "$(ulimit -Hn)" # idle tunnels: every process started here inherits it
@@ -255,10 +257,11 @@ have_program() {
 # 5 s), so the counters of the tunnels just closed are final; nothing when the daemon
 # does not print both counters.
 gw_bytes() {
-	local i st
+	local i st open
 	for i in $(seq 50); do
 		st=$("$TUNNELCTL" -s "$1" stats 2>/dev/null) || return 0
-		[ "$(printf '%s\n' "$st" | awk -F'\t' '$1=="tunnels_open"{print $2}')" = 0 ] && break
+		open=$(printf '%s\n' "$st" | awk -F'\t' '$1=="tunnels_open"{print $2}')
+		[ -z "$open" ] || [ "$open" = 0 ] && break
 		sleep 0.1
 	done
 	printf '%s\n' "$st" | awk -F'\t' '$1=="bytes_kernel"{k=$2; hk=1} $1=="bytes_copied"{c=$2; hc=1}
