@@ -264,8 +264,12 @@ int relay_verdict(struct __sk_buff *skb)
  * the verdict does, so this delete cannot overlap one. HDR_OPT_LEN fires for every
  * segment the socket sends, ACKs included, so a receiving socket gets here soon.
  * Only with an empty receive queue: the ACK may be sent from inside the verdict loop
- * (tcp_eat_skb), and the skbs still queued there would meet no program. The daemon
- * puts the socket back (a syscall update takes the socket lock) once the peer drained.
+ * (tcp_eat_skb), and the skbs still queued there would meet no program. And only with
+ * every held byte released: out of `ingress` the socket reads its held queue without
+ * advancing copied_seq (tcp_bpf_recvmsg), after which recvmsg() on the TCP queue finds
+ * the sequence numbers off and reports an end of stream with bytes still queued. The
+ * daemon puts the socket back (a syscall update takes the socket lock) once the peer
+ * drained.
  */
 static __always_inline void pause_now(struct bpf_sock_ops *skops)
 {
@@ -275,7 +279,7 @@ static __always_inline void pause_now(struct bpf_sock_ops *skops)
 	struct tg_end *end;
 
 	end = bpf_map_lookup_elem(&ends, &cookie);
-	if (!end || !end->pause_req || !sk)
+	if (!end || !end->pause_req || !sk || released_bytes(end, &cookie) != end->held)
 		return;
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp || tp->inet_conn.icsk_inet.sk.sk_receive_queue.qlen)

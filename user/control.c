@@ -119,21 +119,41 @@ static void cmd_list(struct gateway *gw, struct ctl_client *cc)
 	uint64_t now = now_ms();
 
 	for (struct conn *c = gw->conns; c; c = c->next) {
-		uint64_t up, down, idle;
+		uint64_t up, down, idle, cup, cdown;
 
 		if (c->state != CS_TUNNEL)
 			continue;
 		tunnel_counters(c, &up, &down, &idle);
-		out(cc, "%" PRIu64 "\t%s\t%s\t%s\t%s\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\n",
+		tunnel_copied(c, &cup, &cdown);
+		out(cc, "%" PRIu64 "\t%s\t%s\t%s\t%s\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64
+			"\t%" PRIu64 "\t%" PRIu64 "\n",
 		    c->tunnel_id, c->cname, c->server ? c->uname : "direct", c->target,
 		    c->relay == RK_SOCKMAP ? "sockmap" : "splice", up, down,
-		    now - c->tunnel_start_ms, idle);
+		    now - c->tunnel_start_ms, idle, cup, cdown);
+	}
+}
+
+/* Kernel relay bytes of all tunnels, open and closed: relayed in the kernel and copied. */
+static void relay_bytes(struct gateway *gw, uint64_t *kernel, uint64_t *copied)
+{
+	*kernel = gw->stats.bytes_kernel;
+	*copied = gw->stats.bytes_copied;
+	for (struct conn *c = gw->conns; c; c = c->next) {
+		uint64_t up, down, idle, cup, cdown;
+
+		if (c->state != CS_TUNNEL || c->relay != RK_SOCKMAP)
+			continue;
+		tunnel_counters(c, &up, &down, &idle);
+		tunnel_copied(c, &cup, &cdown);
+		*kernel += up + down - cup - cdown;
+		*copied += cup + cdown;
 	}
 }
 
 static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 {
 	const struct gw_stats *s = &gw->stats;
+	uint64_t kernel, copied;
 
 	out(cc, "relay\t%s\n", gw->default_relay == RK_SOCKMAP ? "sockmap" : "splice");
 	out(cc, "connections\t%u\n", gw->nconns);
@@ -147,7 +167,12 @@ static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 	out(cc, "bad_requests\t%" PRIu64 "\n", s->bad_requests);
 	out(cc, "upstream_errors\t%" PRIu64 "\n", s->upstream_errors);
 	out(cc, "timeouts\t%" PRIu64 "\n", s->timeouts);
+	out(cc, "pause\t%s\n", !gw->relay ? "-" : relay_pausing(gw->relay) ? "sockops" : "hold");
 	out(cc, "holds\t%" PRIu64 "\n", s->holds);
+	out(cc, "pauses\t%" PRIu64 "\n", s->pauses);
+	relay_bytes(gw, &kernel, &copied);
+	out(cc, "bytes_kernel\t%" PRIu64 "\n", kernel);
+	out(cc, "bytes_copied\t%" PRIu64 "\n", copied);
 	out(cc, "bytes_up_closed\t%" PRIu64 "\n", s->bytes_up);
 	out(cc, "bytes_down_closed\t%" PRIu64 "\n", s->bytes_down);
 }

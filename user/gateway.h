@@ -68,6 +68,12 @@ struct kdir {
 	size_t hold_len, hold_off;
 	bool eof, shut;
 	bool holding;            /* the verdict program holds bytes on the source socket */
+	bool paused;             /* the sockops program took the source out of `ingress` */
+	bool tail;               /* paused and cannot rejoin (not established any more):
+				  * the daemon copies the rest of the stream itself */
+	bool tail_eof;           /* tail: the source's end of stream was read */
+	uint64_t resumes;        /* the `pauses` count of the source's end at the last resume */
+	uint64_t tail_copied;    /* tail: bytes the daemon copied to the peer */
 	uint64_t stuck_max;      /* most held bytes seen queued behind the other direction's */
 	bool wait;               /* holding, and only polling helps: redirected bytes still
 				  * drain into the peer, or held bytes are still on their way
@@ -145,6 +151,8 @@ struct gw_stats {
 	uint64_t accepted, requests, tunnels_total, tunnels_sockmap, tunnels_splice;
 	uint64_t rejected, upstream_errors, timeouts, bad_requests;
 	uint64_t holds;          /* times a slow peer made the kernel relay hold bytes */
+	uint64_t pauses;         /* times a slow peer made the kernel relay pause a direction */
+	uint64_t bytes_kernel, bytes_copied; /* kernel relay, closed tunnels: see tunnel_copied() */
 	uint64_t bytes_up, bytes_down; /* of closed tunnels */
 };
 
@@ -190,6 +198,12 @@ void tunnel_event(struct conn *c, struct handle *h, uint32_t events);
 int tunnel_watch_poll(struct gateway *gw);
 /* Counters of an open tunnel as the CLI shows them. */
 void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idle_ms);
+/*
+ * Bytes of a kernel-relayed tunnel that the daemon copied itself, per direction:
+ * those forwarded before the hand-off, held bytes, and the tail after a pause that
+ * could not be undone. A subset of tunnel_counters()' totals; 0 for splice tunnels.
+ */
+void tunnel_copied(const struct conn *c, uint64_t *up, uint64_t *down);
 void tunnel_teardown(struct conn *c);
 
 /* control.c */

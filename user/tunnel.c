@@ -9,14 +9,22 @@
  * the daemon checks, from the BPF byte counters and the two sockets' TCP state, that
  * everything the FIN follows has entered the peer socket before shutdown(SHUT_WR).
  *
- * When a peer lags by more than max_backlog_bytes, the verdict program holds bytes on
- * their own socket (see bpf/relay.bpf.c) and the socket turns readable. The daemon
- * waits until the peer has taken every redirected byte, then copies the held bytes
- * itself and releases them; the kernel relays again after that.
+ * When a peer lags, the sockops program pauses the direction (pause = sockops, see
+ * bpf/relay.bpf.c): it takes the source socket out of `ingress`, new bytes wait in its
+ * TCP receive queue, and the socket turns readable. The daemon puts it back once the
+ * peer is writable again and has taken every redirected byte. A paused socket that
+ * can no longer rejoin (it is not established any more: a FIN came, or its own write
+ * side was shut) has the rest of its stream copied by the daemon (the tail).
+ *
+ * Past what the peer can take at all, and always with pause = hold, the verdict
+ * program holds bytes on their own socket instead, and the socket turns readable. The
+ * daemon waits until the peer has taken every redirected byte, then copies the held
+ * bytes itself and releases them; the kernel relays again after that.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -236,23 +244,39 @@ void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idl
 	*idle_ms = now_ms() - c->last_ms;
 	if (c->relay != RK_SOCKMAP || relay_read(c->gw->relay, c->tunnel_id, &t))
 		return;
-	*up = t.bytes_up + c->kd[TG_DIR_UP].released;
-	*down = t.bytes_down + c->kd[TG_DIR_DOWN].released;
+	*up = t.bytes_up + c->kd[TG_DIR_UP].released + c->kd[TG_DIR_UP].tail_copied;
+	*down = t.bytes_down + c->kd[TG_DIR_DOWN].released + c->kd[TG_DIR_DOWN].tail_copied;
 	*idle_ms = (now_ns() - t.last_ns) / 1000000;
 	if (*idle_ms > now_ms() - c->last_ms)
 		*idle_ms = now_ms() - c->last_ms; /* held bytes the daemon moved */
 }
 
+void tunnel_copied(const struct conn *c, uint64_t *up, uint64_t *down)
+{
+	const struct kdir *k = c->kd;
+
+	*up = *down = 0;
+	if (c->relay != RK_SOCKMAP)
+		return;
+	*up = k[TG_DIR_UP].pre + k[TG_DIR_UP].released + k[TG_DIR_UP].tail_copied;
+	*down = k[TG_DIR_DOWN].pre + k[TG_DIR_DOWN].released + k[TG_DIR_DOWN].tail_copied;
+}
+
 void tunnel_teardown(struct conn *c)
 {
 	struct gateway *gw = c->gw;
-	uint64_t up, down, idle;
+	uint64_t up, down, idle, cup, cdown;
 
 	tunnel_counters(c, &up, &down, &idle);
+	tunnel_copied(c, &cup, &cdown);
 	c->bytes_up = up;
 	c->bytes_down = down;
 	gw->stats.bytes_up += up;
 	gw->stats.bytes_down += down;
+	if (c->relay == RK_SOCKMAP) {
+		gw->stats.bytes_copied += cup + cdown;
+		gw->stats.bytes_kernel += up + down - cup - cdown;
+	}
 	conn_log(c, "tunnel closed");
 	watch_unlink(c);
 	for (int d = 0; d < 2; d++) {
@@ -385,7 +409,10 @@ static int hold_flush(struct conn *c, int d)
 		if (n < 0)
 			return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 		k->hold_off += n;
-		k->released += n;
+		if (k->tail)
+			k->tail_copied += n;
+		else
+			k->released += n;
 	}
 	k->hold_off = k->hold_len = 0;
 	return 1;
@@ -511,6 +538,79 @@ static int kdir_release(struct conn *c, int d)
 }
 
 /*
+ * The tail: direction @d was paused and its source cannot rejoin `ingress`. Every byte
+ * redirected or held before the pause is in the peer already, so the rest of the
+ * stream is plain TCP data in the source's receive queue: copy it to the end of the
+ * stream. Returns -errno on a socket error.
+ */
+static int kdir_tail(struct conn *c, int d)
+{
+	struct kdir *k = &c->kd[d];
+	size_t cap = hold_cap(c);
+	int err;
+
+	if (!k->hold_buf && !(k->hold_buf = malloc(cap)))
+		return -ENOMEM;
+	for (int i = 0; i < HOLD_ROUNDS && !k->tail_eof; i++) {
+		ssize_t n;
+
+		err = hold_flush(c, d);
+		if (err <= 0)
+			return err;
+		n = recv(dir_src(c, d), k->hold_buf, cap, MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+		if (n == 0) {
+			k->tail_eof = k->eof = true;
+			break;
+		}
+		k->hold_len = n;
+		c->last_ms = now_ms();
+	}
+	err = hold_flush(c, d);
+	return err < 0 ? err : 0;
+}
+
+/*
+ * Direction @d is paused. Put its source back under the verdict program once the peer
+ * has taken every redirected byte and is writable again (the kernel's own mark: a third
+ * of its send buffer free); a source that cannot rejoin goes to the tail. The program
+ * pauses a socket only when all its held bytes are released, and they are read only
+ * while it is under the program again (see pause_now() in bpf/relay.bpf.c). Returns
+ * -errno on a socket error, -EPROTO if held bytes are left on a socket that cannot
+ * rejoin (they cannot be read in order).
+ */
+static int kdir_resume(struct conn *c, int d)
+{
+	struct pollfd pfd = { .fd = dir_dst(c, d), .events = POLLOUT };
+	struct kdir *k = &c->kd[d];
+	uint64_t backlog;
+	struct tg_end e;
+	int err;
+
+	if (k->tail)
+		return kdir_tail(c, d);
+	if (kdir_backlog(c, d, &e, &backlog))
+		return 0;
+	k->wait = backlog != 0;
+	if (k->wait || poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLOUT))
+		return 0;
+	err = relay_resume(c->gw->relay, c->cookie[d], dir_src(c, d));
+	if (err) {
+		/* Not established any more (a FIN came, or this side was shut). */
+		pr_debug("tunnel %llu dir %d: cannot rejoin the kernel relay (%s): the daemon "
+			 "copies the rest", (unsigned long long)c->tunnel_id, d, strerror(-err));
+		if (e.held != k->released)
+			return -EPROTO;
+		k->tail = true;
+		return kdir_tail(c, d);
+	}
+	k->resumes = e.pauses;
+	k->paused = false;
+	return 0;
+}
+
+/*
  * Direction @d has seen its FIN. 1 once every byte that came before it is in the
  * peer's send queue, so the FIN can follow; 0 while some are not; -EPROTO if the
  * program had to drop bytes (see `lost` in struct tg_end): the stream has a gap.
@@ -522,7 +622,11 @@ static int kdir_drained(struct conn *c, int d)
 	struct tg_end e;
 	int64_t arrived;
 
-	if (k->holding || kdir_backlog(c, d, &e, &backlog))
+	if (k->paused) /* kdir_resume() either resumes it or copies the tail */
+		return k->tail_eof && !k->hold_len;
+	if (k->holding)
+		return 0;
+	if (kdir_backlog(c, d, &e, &backlog))
 		return 0;
 	if (e.lost)
 		return -EPROTO;
@@ -546,9 +650,10 @@ static int kdir_drained(struct conn *c, int d)
 
 /*
  * The epoll interest of both relay sockets. A source is watched for readability while
- * its direction relays in the kernel (held bytes or a FIN turn it readable) and while
- * held bytes wait to be read; a destination for writability while held bytes read from
- * the other side wait to be written into it.
+ * its direction relays in the kernel (held bytes, a pause or a FIN turn it readable),
+ * while held bytes wait to be read, and in the tail; a destination for writability
+ * while bytes read from the other side wait to be written into it, and while the other
+ * side is paused (writable again is the signal to resume).
  */
 static void kdir_events(struct conn *c)
 {
@@ -559,12 +664,16 @@ static void kdir_events(struct conn *c)
 
 		if (h->fd < 0)
 			continue;
-		if (!k->eof) {
+		if (k->tail) {
+			if (!k->tail_eof && !k->hold_len)
+				ev |= EPOLLIN;
+		} else if (!k->eof) {
 			ev |= EPOLLRDHUP;
-			if (!k->holding || (!k->hold_len && !k->wait))
+			/* A paused source is readable as long as its receive queue holds bytes. */
+			if (!k->paused && (!k->holding || (!k->hold_len && !k->wait)))
 				ev |= EPOLLIN;
 		}
-		if (o->holding && o->hold_len)
+		if (o->hold_len || (o->paused && !o->wait && !o->tail))
 			ev |= EPOLLOUT;
 		gw_set_events(c->gw, h, ev);
 	}
@@ -583,7 +692,14 @@ static bool kdir_check(struct conn *c)
 			bool was_holding = k->holding;
 
 			again = false;
-			if (k->holding) {
+			if (k->paused) {
+				err = kdir_resume(c, d);
+				if (err) {
+					conn_reset(c, strerror(-err));
+					return true;
+				}
+			}
+			if (k->holding && !k->paused) {
 				err = kdir_release(c, d);
 				if (err) {
 					conn_reset(c, strerror(-err));
@@ -614,11 +730,15 @@ static bool kdir_check(struct conn *c)
 	drop_if_done(c, &c->ch, c->kd[TG_DIR_UP].eof, c->kd[TG_DIR_DOWN].shut);
 	drop_if_done(c, &c->uh, c->kd[TG_DIR_DOWN].eof, c->kd[TG_DIR_UP].shut);
 	kdir_events(c);
-	/* Held bytes move on epoll events; waiting for the backlog and a FIN need polling. */
+	/*
+	 * Held bytes and resumes move on epoll events; waiting for the backlog and a FIN
+	 * need polling.
+	 */
 	for (int d = 0; d < 2; d++) {
 		struct kdir *k = &c->kd[d];
 
-		if ((k->holding && (k->wait || k->eof)) || k->eof != k->shut)
+		if ((k->holding && !k->paused && (k->wait || k->eof)) || (k->paused && k->wait) ||
+		    k->eof != k->shut)
 			return false;
 	}
 	return true;
@@ -661,6 +781,30 @@ int tunnel_watch_poll(struct gateway *gw)
 	return wait;
 }
 
+/*
+ * Direction @d's source turned readable (@readable: before any FIN) or its FIN came:
+ * find what the programs did there since the daemon last looked: a pause (the end's
+ * count), held bytes (the held count). Readable with neither is looked at as a hold,
+ * which kdir_release() ends at once if nothing is held.
+ */
+static void kdir_sync(struct conn *c, int d, bool readable)
+{
+	struct kdir *k = &c->kd[d];
+	struct tg_end e;
+
+	if (relay_read_end(c->gw->relay, c->cookie[d], &e))
+		return;
+	if (!k->paused && e.pauses != k->resumes) {
+		k->paused = true;
+		c->gw->stats.pauses++;
+	}
+	if (k->holding)
+		return;
+	if (e.held != k->released)
+		c->gw->stats.holds++;
+	k->holding = e.held != k->released || (readable && !k->paused);
+}
+
 static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 {
 	int d = h->kind == H_CLIENT ? TG_DIR_UP : TG_DIR_DOWN;
@@ -691,11 +835,8 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 		}
 	}
 	fin = fin_received(ti.tcpi_state) || ti.tcpi_state == TCPS_CLOSE;
-	/* Readable before a FIN: the verdict program held bytes here. */
-	if ((events & EPOLLIN) && !k->holding && !fin) {
-		k->holding = true;
-		c->gw->stats.holds++;
-	}
+	if (!k->tail && ((events & EPOLLIN) || (fin && !k->eof)))
+		kdir_sync(c, d, (events & EPOLLIN) && !fin);
 	/*
 	 * A FIN makes the socket readable too, held bytes or not. kdir_drained() tells
 	 * them apart by the held count, and held bytes still on their way to the socket

@@ -10,12 +10,12 @@
 #include <unistd.h>
 
 #define DEFAULT_SOCKET "/run/tunnelgate/control.sock"
-#define MAX_COLS 10
+#define MAX_COLS 12
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: tunnelctl [-s SOCKET] COMMAND\n"
-		   "  list [--json]  open tunnels: id, client, upstream, target, relay, bytes, age, idle\n"
+		   "  list [--json]  open tunnels: id, client, upstream, target, relay, bytes, age, idle, copied\n"
 		   "  stats          daemon counters\n"
 		   "  pools          pools and their servers\n"
 		   "  kill ID        close tunnel ID\n"
@@ -109,14 +109,16 @@ static void print_list(char *answer, int json)
 	if (json)
 		printf("[");
 	else
-		printf("%-6s %-22s %-22s %-28s %-7s %12s %12s %9s %9s\n", "ID", "CLIENT", "UPSTREAM",
-		       "TARGET", "RELAY", "BYTES_UP", "BYTES_DOWN", "AGE_MS", "IDLE_MS");
+		printf("%-6s %-22s %-22s %-28s %-7s %12s %12s %9s %9s %12s %12s\n", "ID", "CLIENT",
+		       "UPSTREAM", "TARGET", "RELAY", "BYTES_UP", "BYTES_DOWN", "AGE_MS", "IDLE_MS",
+		       "COPIED_UP", "COPIED_DOWN");
 	for (line = strtok_r(answer, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (split(line, col) != 9)
+		if (split(line, col) != 11)
 			continue;
 		if (!json) {
-			printf("%-6s %-22s %-22s %-28s %-7s %12s %12s %9s %9s\n", col[0], col[1],
-			       col[2], col[3], col[4], col[5], col[6], col[7], col[8]);
+			printf("%-6s %-22s %-22s %-28s %-7s %12s %12s %9s %9s %12s %12s\n", col[0],
+			       col[1], col[2], col[3], col[4], col[5], col[6], col[7], col[8], col[9],
+			       col[10]);
 			continue;
 		}
 		printf("%s\n  {\"id\": %s, \"client\": ", first ? "" : ",", col[0]);
@@ -127,8 +129,9 @@ static void print_list(char *answer, int json)
 		json_str(col[3]);
 		printf(", \"relay\": ");
 		json_str(col[4]);
-		printf(", \"bytes_up\": %s, \"bytes_down\": %s, \"age_ms\": %s, \"idle_ms\": %s}",
-		       col[5], col[6], col[7], col[8]);
+		printf(", \"bytes_up\": %s, \"bytes_down\": %s, \"age_ms\": %s, \"idle_ms\": %s, "
+		       "\"copied_up\": %s, \"copied_down\": %s}",
+		       col[5], col[6], col[7], col[8], col[9], col[10]);
 		first = 0;
 	}
 	if (json)

@@ -21,11 +21,12 @@
 
 static int fd_a, fd_b, fd_c, fd_d, map_verdict;
 static double seconds = 5;
-static long toggles_max = 20000;
+static long toggles_max = 100000;
 static int pause_us;
 static atomic_int sender_done;
 static atomic_ullong sent;
 static atomic_long toggles;
+static double toggle_secs;
 
 static void *sender(void *arg)
 {
@@ -64,6 +65,8 @@ static void *toggler(void *arg)
 	__u32 key = 0, val = fd_b;
 	int one = 1;
 
+	double t0 = now_s();
+
 	(void)arg;
 	while (!atomic_load(&sender_done) && atomic_load(&toggles) < toggles_max) {
 		if (bpf_map_delete_elem(map_verdict, &key))
@@ -76,6 +79,7 @@ static void *toggler(void *arg)
 			die("SO_RCVLOWAT");
 		atomic_fetch_add(&toggles, 1);
 	}
+	toggle_secs = now_s() - t0;
 	return NULL;
 }
 
@@ -160,8 +164,8 @@ int main(int argc, char **argv)
 		pthread_join(tt, NULL);
 
 	unsigned long long s = atomic_load(&sent);
-	printf("sent %llu bytes, received %llu, %ld delete/insert cycles, verdict runs %llu (%llu bytes)\n",
-	       s, (unsigned long long)chk.received, atomic_load(&toggles),
+	printf("sent %llu bytes, received %llu, %ld delete/insert cycles in %.1f s, verdict runs %llu (%llu bytes)\n",
+	       s, (unsigned long long)chk.received, atomic_load(&toggles), toggle_secs,
 	       (unsigned long long)skel->bss->runs, (unsigned long long)skel->bss->bytes);
 	if (chk.gaps) {
 		printf("DEFECT: %llu bytes lost in %llu gaps (sizes %llu..%llu); first gap at stream offset %lld, %lld bytes\n",
