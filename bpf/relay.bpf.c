@@ -34,6 +34,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 __u64 max_backlog = TG_DEFAULT_MAX_BACKLOG;
 /* 1 once relay_sockops is attached: a lagging direction is paused, not held. */
 __u32 pause_enabled;
+/*
+ * Pause mode: how far past max_backlog a direction may run before the pause takes hold
+ * (the socket's receive buffer: what can arrive before the verdict stops); past it,
+ * bytes are held as in hold mode.
+ */
+__u64 pause_slack;
 
 /* Redirect targets: socket cookie -> socket. */
 struct {
@@ -141,14 +147,17 @@ static __always_inline enum lag over_backlog(struct tg_end *end, __u64 rel, __u3
 	 */
 	psk = &tp->inet_conn.icsk_inet.sk;
 	room = (__s64)psk->sk_sndbuf - psk->sk_wmem_queued;
-	if (need > (__s64)max_backlog || need > room)
+	if (need > room)
+		lag = LAG_HOLD;
+	else if (!pause_enabled)
+		lag = need > (__s64)max_backlog ? LAG_HOLD : LAG_OK;
+	else if (backlog > max_backlog + pause_slack)
 		lag = LAG_HOLD;
 	/*
-	 * Pause mode: ask for the pause while a quarter of the send buffer is still free,
-	 * so what the verdict sees before the pause takes hold is redirected, not held.
+	 * Pause mode: past the bound, or with less than a quarter of the send buffer free:
+	 * what the verdict sees before the pause takes hold is still redirected.
 	 */
-	else if (pause_enabled &&
-		 (need > (__s64)(max_backlog / 2) || need + (__s64)((__u32)psk->sk_sndbuf >> 2) > room))
+	else if (need > (__s64)max_backlog || need + (__s64)((__u32)psk->sk_sndbuf >> 2) > room)
 		lag = LAG_PAUSE;
 out:
 	bpf_sk_release(sk);

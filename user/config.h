@@ -19,8 +19,8 @@ enum relay_mode { RELAY_AUTO, RELAY_SOCKMAP, RELAY_SPLICE };
 enum pause_mode { PAUSE_SOCKOPS, PAUSE_HOLD };
 
 /* Socket buffers of kernel relay sockets in pause = sockops (setsockopt values). */
-#define TG_DEFAULT_RELAY_SNDBUF (4u << 20)
-#define TG_DEFAULT_RELAY_RCVBUF (1u << 20)
+#define TG_DEFAULT_RELAY_SNDBUF (8u << 20)
+#define TG_DEFAULT_RELAY_RCVBUF (2u << 20)
 enum balance { BAL_ROUNDROBIN, BAL_LEASTCONN, BAL_SOURCE, BAL_TARGET };
 enum rule_action { ACT_REJECT, ACT_POOL, ACT_TUNNEL };
 

@@ -353,10 +353,26 @@ bool relay_pausing(const struct relay *r)
 	return r->sockops != NULL;
 }
 
+/* tcp_rmem's maximum: what an autotuned receive buffer grows to. */
+static uint64_t tcp_rmem_max(void)
+{
+	unsigned long long lo, def, max = 6u << 20;
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_rmem", "r");
+
+	if (f) {
+		if (fscanf(f, "%llu %llu %llu", &lo, &def, &max) != 3)
+			max = 6u << 20;
+		fclose(f);
+	}
+	return max;
+}
+
 void relay_set_bufs(struct relay *r, int sndbuf, int rcvbuf)
 {
 	r->sndbuf = r->sockops ? sndbuf : 0;
 	r->rcvbuf = r->sockops ? rcvbuf : 0;
+	/* The kernel doubles what SO_RCVBUF asks for. */
+	r->skel->bss->pause_slack = r->rcvbuf ? 2 * (uint64_t)r->rcvbuf : tcp_rmem_max();
 }
 
 int relay_resume(struct relay *r, uint64_t cookie, int fd)

@@ -573,8 +573,9 @@ static int kdir_tail(struct conn *c, int d)
 
 /*
  * Direction @d is paused. Put its source back under the verdict program once the peer
- * has taken every redirected byte and is writable again (the kernel's own mark: a third
- * of its send buffer free); a source that cannot rejoin goes to the tail. The program
+ * has taken all but a quarter of max_backlog_bytes of the redirected bytes and is
+ * writable again (the kernel's own mark: a third of its send buffer free); a source
+ * that cannot rejoin goes to the tail. The program
  * pauses a socket only when all its held bytes are released, and they are read only
  * while it is under the program again (see pause_now() in bpf/relay.bpf.c). Returns
  * -errno on a socket error, -EPROTO if held bytes are left on a socket that cannot
@@ -592,7 +593,8 @@ static int kdir_resume(struct conn *c, int d)
 		return kdir_tail(c, d);
 	if (kdir_backlog(c, d, &e, &backlog))
 		return 0;
-	k->wait = backlog != 0;
+	/* Redirected bytes still queued are fine: resumed bytes queue behind them. */
+	k->wait = backlog > c->cfg->max_backlog_bytes / 4;
 	if (k->wait || poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLOUT))
 		return 0;
 	err = relay_resume(c->gw->relay, c->cookie[d], dir_src(c, d));
