@@ -38,6 +38,7 @@ Three measures are checked against it:
 
 import hashlib
 import os
+import random
 import re
 import resource
 import select
@@ -138,9 +139,18 @@ def path_mem(sk, dport, cport, oport, uport):
 
 
 def holds(d):
+    """Times the kernel relay held a direction back: holds plus pauses (tunnelctl stats)."""
     r = d.ctl("stats")
     m = re.search(rb"^holds\s+(\d+)", r.stdout, re.M)
-    return int(m.group(1)) if m else None
+    p = re.search(rb"^pauses\s+(\d+)", r.stdout, re.M)
+    return int(m.group(1)) + (int(p.group(1)) if p else 0) if m else None
+
+
+def stat(d, *keys):
+    """tunnelctl stats values of keys (None for a missing one)."""
+    out = d.ctl("stats").stdout
+    return [int(m.group(1)) if m else None for m in
+            (re.search(rb"^" + k.encode() + rb"\s+(\d+)", out, re.M) for k in keys)]
 
 
 def relay_buffer(d):
@@ -341,6 +351,72 @@ def bidi(c, st, total, deadline, slow_s, slow_rate):
     st.done.set()
 
 
+def read_jitter(sock, chk, total, deadline, rng):
+    """Read total bytes into chk in random amounts, pausing at random (up to 60 ms
+    at a time), then wait for EOF. Returns 'eof' or what went wrong."""
+    while chk.n < total:
+        if time.monotonic() > deadline:
+            return "timed out after %d of %d bytes" % (chk.n, total)
+        if rng.random() < 0.15:
+            time.sleep(rng.random() * 0.06)
+        sock.settimeout(max(min(STALL_S, deadline - time.monotonic()), 0.01))
+        try:
+            d = sock.recv(rng.choice((512, 4096, 65536, 262144)))
+        except socket.timeout:
+            return "stalled after %d of %d bytes" % (chk.n, total)
+        except ConnectionResetError:
+            return "reset after %d of %d bytes" % (chk.n, total)
+        if not d:
+            return "EOF after %d of %d bytes" % (chk.n, total)
+        chk.feed(d)
+    sock.settimeout(5.0)
+    try:
+        d = sock.recv(65536)
+    except (socket.timeout, OSError) as e:
+        return "no EOF after the last byte: %r" % e
+    return "eof" if not d else "%d bytes past the end" % len(d)
+
+
+def send_all(sock, pat, start, total, rng):
+    """Send total bytes of pat from start in random sizes, then FIN; returns the sha256."""
+    h = hashlib.sha256()
+    off = 0
+    while off < total:
+        view = pat.view(start + off, min(rng.choice((100, 1500, 16384, CHUNK)), total - off))
+        sock.sendall(view)
+        h.update(view)
+        off += len(view)
+    sock.shutdown(socket.SHUT_WR)
+    return h.hexdigest()
+
+
+def jitter(c, st, total, deadline):
+    """Origin side of the stress test: send total DOWN bytes from a thread and read
+    total UP bytes, both in random sizes with random reader pauses."""
+    rng = random.Random(st.cid)
+    c.settimeout(30)
+    box = {}
+
+    def sender():
+        try:
+            box["sha"] = send_all(c, DOWN, start_of(st.cid), total, random.Random(-st.cid))
+        except OSError as e:
+            box["err"] = repr(e)
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    st.up = Check(UP, start_of(st.cid))
+    try:
+        st.up_end = read_jitter(c, st.up, total, deadline, rng)
+    except OSError as e:
+        st.up_end = repr(e)
+    t.join(max(deadline - time.monotonic(), 0.1))
+    st.sha = box.get("sha")
+    if "err" in box:
+        st.event("send: " + box["err"])
+    st.done.set()
+
+
 def flood(c, st, deadline):
     """Send as fast as the path takes it and never read, until the tunnel ends."""
     c.setblocking(False)
@@ -415,6 +491,8 @@ def h_flow(c, srv):
         push(c, st, total, deadline)
     elif mode == b"bidi":
         bidi(c, st, total, deadline, srv.slow_s, srv.slow_rate)
+    elif mode == b"jitr":
+        jitter(c, st, total, deadline)
     elif mode == b"pour":
         flood(c, st, min(deadline, time.monotonic() + 12))
     else:
@@ -613,7 +691,8 @@ def t_slow_reader(env, d, stall=10.0, total=512 * MIB):
         p.append("the origin was not stalled: it sent %s MiB of %d MiB while the client read "
                  "nothing for %.0f s" % (mib(stalled), total // MIB, stall))
     if d.relay == "sockmap" and h0 is not None and h1 is not None and h1 == h0:
-        p.append("tunnelctl stats holds did not increase (%d): the kernel relay never held back" % h0)
+        p.append("tunnelctl stats holds + pauses did not increase (%d): the kernel relay never "
+                 "held back" % h0)
     if chk.bad:
         p.append("data: " + chk.bad)
     if end != "eof":
@@ -834,6 +913,79 @@ def t_many(env, d, n=200, size=8 * MIB, pause=2.0):
             "#%d %s%s" % (i, r, tunnel_log(d, cports[i]) if cports[i] else "") for i, r in bad[:2])))
     if p:
         raise AssertionError("; ".join(p) + " [%s]" % fig)
+    return fig
+
+
+def t_stress(env, d, n=200, size=4 * MIB):
+    """n tunnels that send `size` bytes each way in random sizes while both ends read
+    in random amounts with random pauses; with max_backlog_bytes at its minimum the
+    relay pauses (or holds) all the time. Every byte is checked, both ways."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    dsoft = daemon_nofile(d)
+    if soft < 2 * n + 256 or (dsoft is not None and dsoft < 6 * n + 64):
+        raise Skip("fd limit too low for %d tunnels: ours %d, the daemon's %s" % (n, soft, dsoft))
+    srv = origin(env)
+    s0 = stat(d, "holds", "pauses", "bytes_kernel", "bytes_copied")
+    res = [None] * n
+
+    def one(i):
+        rng = random.Random(1000 + i)
+        try:
+            with Client(d.port, timeout=20) as c:
+                c.tunnel(A_DIRECT, srv.port, timeout=10)
+                cid = next_id()
+                c.send(HELLO.pack(b"jitr", cid, size))
+                st = origin_state(srv, cid, 10)
+                box = {}
+
+                def sender():
+                    try:
+                        box["sha"] = send_all(c.sock, UP, start_of(cid), size, random.Random(i))
+                    except OSError as e:
+                        box["err"] = repr(e)
+
+                t = threading.Thread(target=sender, daemon=True)
+                t.start()
+                chk = Check(DOWN, start_of(cid))
+                chk.feed(bytes(c.buf))
+                end = read_jitter(c.sock, chk, size, time.monotonic() + 60, rng)
+                t.join(30)
+                st.done.wait(30)
+                p = []
+                if chk.bad or end != "eof" or st.sha != chk.sha():
+                    p.append("down: %s" % (chk.bad or (end if end != "eof" else "sha256 differs")))
+                up = st.up
+                if up is None or up.bad or st.up_end != "eof" or box.get("sha") != up.sha():
+                    p.append("up: %s" % (up and up.bad or st.up_end or "sha256 differs"))
+                if "err" in box:
+                    p.append("client send: " + box["err"])
+                p += ["origin: " + w for w, _ in st.events]
+                res[i] = "; ".join(p) + tunnel_log(d, c.local_port()) if p else "ok"
+        except Exception as e:
+            res[i] = repr(e)
+
+    ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(max(t0 + 80 - time.monotonic(), 0.1))
+    dt = time.monotonic() - t0
+    s1 = stat(d, "holds", "pauses", "bytes_kernel", "bytes_copied")
+    bad = [(i, r) for i, r in enumerate(res) if r != "ok"]
+    fig = "%d tunnels x %d MiB each way in %.1f s" % (n, size // MIB, dt)
+    held_back = None
+    if d.relay == "sockmap" and None not in s0 + s1:
+        dh, dp, dk, dc = (b - a for a, b in zip(s0, s1))
+        held_back = dh + dp
+        fig += "; holds +%d, pauses +%d, %.1f%% of the bytes copied by the daemon" % (
+            dh, dp, 100.0 * dc / max(dk + dc, 1))
+    if bad:
+        raise AssertionError("%d of %d tunnels failed: %s [%s]" % (
+            len(bad), n, "; ".join("#%d %s" % (i, r if r else "did not finish") for i, r in bad[:2]),
+            fig))
+    if held_back == 0:
+        raise AssertionError("the relay never held back (holds + pauses unchanged) [%s]" % fig)
     return fig
 
 
@@ -1082,7 +1234,19 @@ def groups(env, relay):
         ]),
         ("many", {"max_backlog_bytes": str(BACKLOG_MANY)}, lambda: raise_nofile(8192), [
             ("slow_readers_200_tunnels", lambda d: t_many(env, d)),
+            ("jittery_readers_200_tunnels_both_ways", lambda d: t_stress(env, d)),
         ]),
+    ] + ([
+        # The fallback when the sockops program cannot load: held bytes copied.
+        ("hold", {"max_backlog_bytes": str(BACKLOG_FLOW), "pause": "hold"}, None, [
+            ("hold_slow_reader_10s", lambda d: t_slow_reader(env, d)),
+            ("hold_bidir_64MiB_slow_then_fast", lambda d: t_bidir(env, d)),
+        ]),
+        ("hold-many", {"max_backlog_bytes": str(BACKLOG_MANY), "pause": "hold"},
+         lambda: raise_nofile(8192), [
+            ("hold_jittery_readers_200_tunnels_both_ways", lambda d: t_stress(env, d)),
+        ]),
+    ] if relay == "sockmap" else []) + [
         ("idle", {"idle_timeout_ms": str(IDLE_MS)}, None, [
             ("idle_timeout_closes_idle", lambda d: t_idle_closes(env, d)),
             ("idle_timeout_keeps_active", lambda d: t_idle_keeps_active(env, d)),
