@@ -135,7 +135,11 @@ struct conn {
 	struct splice_dir sdir[2];     /* [TG_DIR_UP], [TG_DIR_DOWN] */
 	struct kdir kd[2];
 	uint64_t cookie[2];      /* kernel relay: socket cookies of the client and upstream */
-	bool watched;            /* on gw->watch: FIN hand-over or held bytes pending */
+	bool rst;                /* one side reset: delivering to the other, then resetting it */
+	int rst_dir;             /* the direction whose source reset */
+	const char *rst_why;
+	uint64_t rst_deadline_ms;
+	bool watched;            /* on gw->watch: FIN hand-over, held bytes or a reset pending */
 	struct conn *watch_next;
 	unsigned watch_backoff_ms;
 	uint64_t watch_at_ms;

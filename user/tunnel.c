@@ -45,9 +45,13 @@
 #define HOLD_BUF_BYTES (4096 * 1024) /* held bytes read per round, at most; see hold_cap() */
 #define HOLD_ROUNDS 8 /* reads per event, then the other connections get a turn */
 #define STUCK_FLOOR_BYTES (256ull << 20) /* see kdir_stuck_check() */
+#define RESET_DRAIN_MS 5000 /* a reset tunnel delivers what it accepted within this */
 
 /* TCP states as tcp_info reports them (include/net/tcp_states.h). */
 enum { TCPS_TIME_WAIT = 6, TCPS_CLOSE = 7, TCPS_CLOSE_WAIT = 8, TCPS_LAST_ACK = 9, TCPS_CLOSING = 11 };
+
+static void tunnel_reset_from(struct conn *c, int d, const char *why);
+static void watch(struct conn *c, bool soon);
 
 static int dir_src(struct conn *c, int d)
 {
@@ -299,18 +303,28 @@ void tunnel_teardown(struct conn *c)
 	c->state = CS_HANDOFF; /* not a tunnel any more: conn_close must not come back */
 }
 
-/* A socket we need nothing more from (read side ended, write side shut) leaves epoll. */
-static void drop_if_done(struct conn *c, struct handle *h, bool read_done, bool write_done)
+/* Take @h out of epoll (a socket in error reports EPOLLERR whatever the mask). */
+static void unwatch_fd(struct conn *c, struct handle *h)
 {
-	if (read_done && write_done && h->in_epoll) {
+	if (h->in_epoll) {
 		epoll_ctl(c->gw->epfd, EPOLL_CTL_DEL, h->fd, NULL);
 		h->in_epoll = false;
 		h->events = 0;
 	}
 }
 
-/* Move what can be moved in direction @d. Returns -errno on a socket error. */
-static int splice_pump(struct conn *c, int d)
+/* A socket we need nothing more from (read side ended, write side shut) leaves epoll. */
+static void drop_if_done(struct conn *c, struct handle *h, bool read_done, bool write_done)
+{
+	if (read_done && write_done)
+		unwatch_fd(c, h);
+}
+
+/*
+ * Move what can be moved in direction @d. Returns 0, or -errno on a socket error with
+ * the direction whose source failed in @failed (a destination is the other one's source).
+ */
+static int splice_pump(struct conn *c, int d, int *failed)
 {
 	struct splice_dir *s = &c->sdir[d];
 	int src = dir_src(c, d), dst = dir_dst(c, d);
@@ -328,6 +342,7 @@ static int splice_pump(struct conn *c, int d)
 			} else if (n == 0) {
 				s->eof = true;
 			} else if (errno != EAGAIN && errno != EINTR) {
+				*failed = d;
 				return -errno;
 			}
 		}
@@ -343,13 +358,14 @@ static int splice_pump(struct conn *c, int d)
 				c->last_ms = now_ms();
 				moved = true;
 			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				*failed = !d;
 				return -errno;
 			}
 		}
 		if (!moved)
 			break;
 	}
-	if (s->eof && !s->in_pipe && !s->shut) {
+	if (s->eof && !s->in_pipe && !s->shut && !c->rst) {
 		shutdown(dst, SHUT_WR);
 		s->shut = true;
 	}
@@ -358,12 +374,12 @@ static int splice_pump(struct conn *c, int d)
 
 static void splice_event(struct conn *c)
 {
-	int err;
+	int err, failed;
 
 	for (int d = 0; d < 2; d++) {
-		err = splice_pump(c, d);
+		err = splice_pump(c, d, &failed);
 		if (err) {
-			conn_close(c, strerror(-err));
+			tunnel_reset_from(c, failed, strerror(-err));
 			return;
 		}
 	}
@@ -392,7 +408,7 @@ static int kdir_backlog(struct conn *c, int d, struct tg_end *e, uint64_t *backl
 	if (err)
 		return err;
 	sent -= k->peer_base;
-	in = e->relayed + k->released;
+	in = e->relayed + k->released + k->tail_copied;
 	*backlog = in > sent ? in - sent : 0;
 	return 0;
 }
@@ -746,6 +762,117 @@ static bool kdir_check(struct conn *c)
 	return true;
 }
 
+/*
+ * Reset, splice relay: what the reset source still had queued, then the pipe. Returns
+ * 1 when all of it is in the destination, 0 while some is not, -1 if the destination
+ * failed too.
+ */
+static int splice_drain_reset(struct conn *c, int d)
+{
+	struct splice_dir *s = &c->sdir[d];
+	int failed;
+
+	for (int i = 0; i < SPLICE_ROUNDS; i++) {
+		size_t before = s->in_pipe;
+		bool eof = s->eof;
+
+		if (splice_pump(c, d, &failed)) {
+			if (failed != d)
+				return -1;
+			s->eof = true; /* the source's error ends what it can give */
+		}
+		if (s->in_pipe == before && s->eof == eof)
+			break;
+	}
+	return s->eof && !s->in_pipe;
+}
+
+/*
+ * Reset, kernel relay: the reset socket has left the sockhashes; what it still had
+ * queued (a paused direction) is read and written by the daemon, after the bytes the
+ * kernel redirected. Returns as splice_drain_reset().
+ */
+static int kdir_drain_reset(struct conn *c, int d)
+{
+	struct kdir *k = &c->kd[d];
+	size_t cap = hold_cap(c);
+	uint64_t backlog;
+	struct tg_end e;
+	int err;
+
+	if (!k->tail && k->hold_len) { /* held bytes read before the reset go first */
+		err = hold_flush(c, d);
+		if (err <= 0)
+			return err < 0 ? -1 : 0;
+	}
+	k->tail = true;
+	if (!k->hold_buf && !(k->hold_buf = malloc(cap)))
+		return -1;
+	for (int i = 0; i < HOLD_ROUNDS && !k->tail_eof; i++) {
+		ssize_t n;
+
+		err = hold_flush(c, d);
+		if (err <= 0)
+			return err < 0 ? -1 : 0;
+		n = recv(dir_src(c, d), k->hold_buf, cap, MSG_DONTWAIT);
+		if (n <= 0) { /* end, error or nothing: a reset socket gets no more */
+			k->tail_eof = true;
+			break;
+		}
+		k->hold_len = n;
+	}
+	err = hold_flush(c, d);
+	if (err <= 0)
+		return err < 0 ? -1 : 0;
+	if (!k->tail_eof || kdir_backlog(c, d, &e, &backlog))
+		return 0;
+	return backlog == 0;
+}
+
+/*
+ * One step of a reset: once everything the gateway accepted from the reset side is in
+ * the other side's socket and acknowledged, or RESET_DRAIN_MS is over, reset the other
+ * side too. Returns true when the tunnel is closed.
+ */
+static bool reset_drain(struct conn *c)
+{
+	int d = c->rst_dir, outq = 0;
+	int done = c->relay == RK_SPLICE ? splice_drain_reset(c, d) : kdir_drain_reset(c, d);
+
+	if (done > 0 && (ioctl(dir_dst(c, d), SIOCOUTQ, &outq) || outq > 0))
+		done = 0;
+	if (done || now_ms() >= c->rst_deadline_ms) {
+		if (!done)
+			pr_debug("tunnel %llu: the peer of the reset side took not all bytes within "
+				 "%d ms", (unsigned long long)c->tunnel_id, RESET_DRAIN_MS);
+		conn_reset(c, c->rst_why);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The source of direction @d was reset or failed. Its peer first gets every byte the
+ * gateway had accepted from it, then a reset too: a truncated stream must never look
+ * like a clean end.
+ */
+static void tunnel_reset_from(struct conn *c, int d, const char *why)
+{
+	if (c->rst)
+		return;
+	c->rst = true;
+	c->rst_dir = d;
+	c->rst_why = why;
+	c->rst_deadline_ms = now_ms() + RESET_DRAIN_MS;
+	pr_debug("tunnel %llu: %s reset (%s): delivering what it sent, then resetting the %s",
+		 (unsigned long long)c->tunnel_id, d == TG_DIR_UP ? "client" : "upstream", why,
+		 d == TG_DIR_UP ? "upstream" : "client");
+	unwatch_fd(c, &c->ch);
+	unwatch_fd(c, &c->uh);
+	if (!reset_drain(c))
+		watch(c, true);
+}
+
 static void watch(struct conn *c, bool soon)
 {
 	if (!c->watched) {
@@ -770,7 +897,7 @@ int tunnel_watch_poll(struct gateway *gw)
 	for (c = gw->watch; c; c = next) {
 		next = c->watch_next;
 		if (c->watch_at_ms <= now) {
-			if (kdir_check(c)) {
+			if (c->rst ? reset_drain(c) : kdir_check(c)) {
 				watch_unlink(c);
 				continue;
 			}
@@ -818,11 +945,11 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 
 	if (events & EPOLLERR) {
 		getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-		conn_close(c, err ? strerror(err) : "socket error");
+		tunnel_reset_from(c, d, err ? strerror(err) : "socket error");
 		return;
 	}
 	if (tcp_info_get(h->fd, &ti)) {
-		conn_close(c, d == TG_DIR_UP ? "client reset" : "upstream reset");
+		tunnel_reset_from(c, d, d == TG_DIR_UP ? "client reset" : "upstream reset");
 		return;
 	}
 	/*
@@ -832,7 +959,7 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 	if (ti.tcpi_state == TCPS_CLOSE) {
 		getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len);
 		if (err) {
-			conn_close(c, strerror(err));
+			tunnel_reset_from(c, d, strerror(err));
 			return;
 		}
 	}
@@ -854,6 +981,11 @@ static void sockmap_event(struct conn *c, struct handle *h, uint32_t events)
 
 void tunnel_event(struct conn *c, struct handle *h, uint32_t events)
 {
+	if (c->rst) { /* from this batch, before the sockets left epoll */
+		if (!reset_drain(c))
+			watch(c, false);
+		return;
+	}
 	if (c->relay == RK_SOCKMAP) {
 		sockmap_event(c, h, events);
 		return;
@@ -863,7 +995,8 @@ void tunnel_event(struct conn *c, struct handle *h, uint32_t events)
 		socklen_t len = sizeof(err);
 
 		getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-		conn_close(c, err ? strerror(err) : "socket error");
+		tunnel_reset_from(c, h->kind == H_CLIENT ? TG_DIR_UP : TG_DIR_DOWN,
+				  err ? strerror(err) : "socket error");
 		return;
 	}
 	splice_event(c);

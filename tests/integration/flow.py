@@ -36,6 +36,7 @@ Three measures are checked against it:
     relay's queue. This one is tight: <= 2 x relay buffer + slop.
 """
 
+import fcntl
 import hashlib
 import os
 import random
@@ -417,6 +418,89 @@ def jitter(c, st, total, deadline):
     st.done.set()
 
 
+RESET_QUIET_S = 1.0  # the reset tests' receiver reads nothing for this long first
+SIOCOUTQ = 0x5411
+
+
+def write_then_reset(sock, st, pat, total):
+    """Write up to total bytes of pat (as many as the peer takes within 2 s), note how
+    many the peer acknowledged, then close with an RST."""
+    sock.setblocking(False)
+    start, t_last = start_of(st.cid), time.monotonic()
+    while st.sent < total and time.monotonic() - t_last < 2.0:
+        select.select([], [sock], [], 0.1)
+        try:
+            n = sock.send(pat.view(start + st.sent, min(CHUNK, total - st.sent)))
+        except BlockingIOError:
+            continue
+        st.sent += n
+        t_last = time.monotonic()
+    time.sleep(0.3)  # let the acknowledgements come in
+    outq = struct.unpack("i", fcntl.ioctl(sock.fileno(), SIOCOUTQ, b"\0" * 4))[0]
+    st.acked = st.sent - outq
+    rst_close(sock)
+    st.event("rst")
+    st.done.set()
+
+
+def read_to_error(sock, chk, deadline):
+    """Read into chk until the stream ends; returns 'reset', 'eof' or 'timeout'."""
+    while time.monotonic() < deadline:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            d = sock.recv(1 << 20)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            return "reset"
+        if not d:
+            return "eof"
+        chk.feed(d)
+    return "timeout"
+
+
+def t_reset(env, d, side, total=4 * MIB):
+    """side ('origin' or 'client') writes total bytes while the other end reads nothing
+    for RESET_QUIET_S, then resets. The other end must get every byte the gateway had
+    acknowledged, in order, and then a reset, never an ordinary end of stream."""
+    srv = origin(env)
+    with Client(d.port) as c:
+        c.tunnel(A_DIRECT, srv.port)
+        cport = c.local_port()
+        cid = next_id()
+        c.send(HELLO.pack(b"rstw" if side == "origin" else b"rstr", cid, total))
+        st = origin_state(srv, cid)
+        if side == "origin":
+            chk = Check(DOWN, start_of(cid))
+            chk.feed(bytes(c.buf))
+            time.sleep(RESET_QUIET_S)
+            end = read_to_error(c.sock, chk, time.monotonic() + 10)
+            st.done.wait(10)
+        else:
+            mine = OriginState(cid, cport)  # the writer's figures, kept apart from the origin's
+            write_then_reset(c.sock, mine, UP, total)
+            st.done.wait(15)
+            chk, end = st.up, st.up_end
+            st.sent, st.acked = mine.sent, mine.acked
+    p = []
+    acked = getattr(st, "acked", None)
+    if chk is None or acked is None:
+        p.append("the test did not finish (origin events: %s)" % st.events)
+    else:
+        if chk.bad:
+            p.append("data: " + chk.bad)
+        if chk.n < acked:
+            p.append("%d of %d bytes acknowledged by the gateway arrived (%d lost)" % (
+                chk.n, acked, acked - chk.n))
+        if end != "reset":
+            p.append("the stream ended with %s after %d bytes, want a reset" % (end, chk.n))
+    fig = "%s wrote %d, the gateway acknowledged %s, the other end got %s then %s" % (
+        side, st.sent, acked, chk.n if chk else "?", end if chk else "?")
+    if p:
+        raise AssertionError("; ".join(p) + " [%s]%s" % (fig, tunnel_log(d, cport)))
+    return fig
+
+
 def flood(c, st, deadline):
     """Send as fast as the path takes it and never read, until the tunnel ends."""
     c.setblocking(False)
@@ -493,6 +577,13 @@ def h_flow(c, srv):
         bidi(c, st, total, deadline, srv.slow_s, srv.slow_rate)
     elif mode == b"jitr":
         jitter(c, st, total, deadline)
+    elif mode == b"rstw":
+        write_then_reset(c, st, DOWN, total)
+    elif mode == b"rstr":
+        st.up = Check(UP, start_of(cid))
+        time.sleep(RESET_QUIET_S)
+        st.up_end = read_to_error(c, st.up, time.monotonic() + 10)
+        st.done.set()
     elif mode == b"pour":
         flood(c, st, min(deadline, time.monotonic() + 12))
     else:
@@ -1230,6 +1321,8 @@ def groups(env, relay):
             ("bidir_64MiB_slow_then_fast", lambda d: t_bidir(env, d)),
             ("close_with_queued_bytes", lambda d: t_client_gone(env, d, "close")),
             ("rst_with_queued_bytes", lambda d: t_client_gone(env, d, "rst")),
+            ("origin_reset_delivers_then_resets", lambda d: t_reset(env, d, "origin")),
+            ("client_reset_delivers_then_resets", lambda d: t_reset(env, d, "client")),
             ("neither_end_reads", lambda d: t_neither_reads(env, d)),
         ]),
         ("many", {"max_backlog_bytes": str(BACKLOG_MANY)}, lambda: raise_nofile(8192), [
