@@ -20,7 +20,7 @@ enum pause_mode { PAUSE_SOCKOPS, PAUSE_HOLD };
 
 /* Socket buffers of kernel relay sockets in pause = sockops (setsockopt values). */
 #define TG_DEFAULT_RELAY_SNDBUF (8u << 20)
-#define TG_DEFAULT_RELAY_RCVBUF (2u << 20)
+#define TG_DEFAULT_RELAY_RCVBUF 0
 enum balance { BAL_ROUNDROBIN, BAL_LEASTCONN, BAL_SOURCE, BAL_TARGET };
 enum rule_action { ACT_REJECT, ACT_POOL, ACT_TUNNEL };
 

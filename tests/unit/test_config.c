@@ -185,6 +185,9 @@ static void test_defaults(void **state)
 	assert_int_equal(c->drain_timeout_ms, 30000);
 	assert_int_equal(c->max_header_bytes, 16384);
 	assert_int_equal(c->max_backlog_bytes, 4194304);
+	assert_int_equal(c->pause, PAUSE_SOCKOPS);
+	assert_int_equal(c->relay_sndbuf_bytes, 8388608);
+	assert_int_equal(c->relay_rcvbuf_bytes, 0);
 	assert_string_equal(c->access_log, "-");
 	assert_int_equal(c->nrules, 0);
 	assert_int_equal(c->npools, 1);
@@ -313,13 +316,17 @@ static void test_other_values(void **state)
 	struct fx *fx = *state;
 	struct config *c = &fx->cfg;
 
-	load_ok(fx, "[gateway]\nlisten = localhost:3128\nrelay = splice\n"
+	load_ok(fx, "[gateway]\nlisten = localhost:3128\nrelay = splice\npause = hold\n"
+		    "relay_sndbuf_bytes = 0\nrelay_rcvbuf_bytes = 1073741824\n"
 		    "control = /tmp/x.sock\nbpf_pin_dir = /sys/fs/bpf/x\naccess_log = /var/log/tg.log\n"
 		    "[pool d]\ndirect = yes\n[pool p]\ndirect = no\nserver = 127.0.0.1:1\n"
 		    "[rule r]\nhost = [FD00::1]\npath_prefix = /a/./b//c/%7e\naction = pool p\n"
 		    "[route]\ndefault = d\n");
 	assert_true(c->listen[0].sa.sa_family == AF_INET || c->listen[0].sa.sa_family == AF_INET6);
 	assert_int_equal(c->relay, RELAY_SPLICE);
+	assert_int_equal(c->pause, PAUSE_HOLD);
+	assert_int_equal(c->relay_sndbuf_bytes, 0);
+	assert_int_equal(c->relay_rcvbuf_bytes, 1073741824);
 	assert_string_equal(c->control, "/tmp/x.sock");
 	assert_string_equal(c->bpf_pin_dir, "/sys/fs/bpf/x");
 	assert_string_equal(c->access_log, "/var/log/tg.log");
@@ -365,7 +372,8 @@ static const struct {
 	{ "[gateway]\nlisten = 127.0.0.1:1\nlisen = 127.0.0.1:2\n", 3,
 	  "unknown key 'lisen' in [gateway] (expected listen, relay, control, bpf_pin_dir, "
 	  "connect_ports, header_timeout_ms, connect_timeout_ms, idle_timeout_ms, "
-	  "drain_timeout_ms, max_header_bytes, max_backlog_bytes, access_log, x_forwarded_for)" },
+	  "drain_timeout_ms, max_header_bytes, max_backlog_bytes, pause, relay_sndbuf_bytes, "
+	  "relay_rcvbuf_bytes, access_log, x_forwarded_for)" },
 	{ MINIMAL "weight = 3\n", 5,
 	  "unknown key 'weight' in [pool direct] (expected balance, server, direct)" },
 	{ MINIMAL "[gatway]\n", 5,
@@ -436,6 +444,10 @@ static const struct {
 	  "max_header_bytes = '1023' is not a whole decimal number in 1024..1048576" },
 	{ "[gateway]\nmax_header_bytes = 1048577\n", 2, "in 1024..1048576" },
 	{ "[gateway]\nmax_backlog_bytes = 65535\n", 2, "in 65536..1073741824" },
+	{ "[gateway]\npause = copy\n", 2, "pause 'copy' is not one of sockops, hold" },
+	{ "[gateway]\npause = \n", 2, "'pause' has no value" },
+	{ "[gateway]\nrelay_sndbuf_bytes = 1073741825\n", 2, "in 0..1073741824" },
+	{ "[gateway]\nrelay_rcvbuf_bytes = -1\n", 2, "relay_rcvbuf_bytes = '-1' is not a whole" },
 	{ "[gateway]\nmax_backlog_bytes = 1073741825\n", 2, "in 65536..1073741824" },
 	{ "[gateway]\nx_forwarded_for = maybe\n", 2, "x_forwarded_for 'maybe' must be yes or no" },
 	{ "[gateway]\nconnect_ports = 0\n", 2,
