@@ -863,6 +863,65 @@ def t_auto_fallback(env):
         p.stop()
 
 
+def t_pause_fallback(env):
+    """pause = sockops where the daemon finds no cgroup v2 (run in a mount namespace
+    with the cgroup2 mount removed): one warning saying why, then the kernel relay holds
+    instead (tunnelctl stats: pause hold) and works."""
+    mnt = cgroup2_mount()
+    if not mnt:
+        raise Skip("no cgroup2 mount on this machine: nothing to take away")
+    if not shutil.which("unshare"):
+        raise Skip("unshare (util-linux) not found")
+    d = tempfile.mkdtemp(prefix="tg-pausefb-", dir=env.tmp)
+    port = peers.free_port()
+    conf = os.path.join(d, "pause.conf")
+    ctl = os.path.join(d, "ctl.sock")
+    with open(conf, "w") as f:
+        f.write("[gateway]\nlisten = 127.0.0.1:%d\nrelay = sockmap\npause = sockops\n"
+                "control = %s\nbpf_pin_dir = /sys/fs/bpf/tg-test-pausefb-%s\n"
+                "connect_ports = *\n[pool direct]\ndirect = yes\n"
+                % (port, ctl, os.urandom(4).hex()))
+    argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            'umount "$1" && exec "$2" -c "$3"', "sh", mnt, peers.DAEMON, conf]
+    p = peers.Proc("pause-fallback", argv, os.path.join(d, "pause.log"))
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and p.alive():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        if not p.alive():
+            raise AssertionError("daemon exited: %r" % "\n".join(p.tail(10)))
+        srv = env.servers["echo"]
+        with Client(port) as c:
+            c.tunnel("127.0.0.1", srv.port)
+            c.send(b"ping-while-holding")
+            if c.recv_exact(len(b"ping-while-holding"), 5.0) != b"ping-while-holding":
+                raise AssertionError("echo through the hold relay differs")
+        stats = subprocess.run([peers.CTL, "-s", ctl, "stats"], capture_output=True,
+                               timeout=10).stdout.decode(errors="replace")
+        if not re.search(r"^pause\thold$", stats, re.M):
+            raise AssertionError("tunnelctl stats does not say pause hold: %r" % stats)
+        out = p.tail(30)
+        warn = [l for l in out if "pause = sockops" in l]
+        if len(warn) != 1 or "pause = hold" not in warn[0] or "cgroup2" not in warn[0]:
+            raise AssertionError("want exactly one warning saying hold and why, got %r" % out)
+        return warn[0].split("warning: ", 1)[-1]
+    finally:
+        p.stop()
+
+
+def cgroup2_mount():
+    """Where cgroup2 is mounted, from /proc/self/mountinfo, or None."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if " - cgroup2 " in line:
+                return line.split()[4]
+    return None
+
+
 # ---------------------------------------------------------------- peer checks (no daemon)
 
 
