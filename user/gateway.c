@@ -34,15 +34,6 @@
 #define VIA_FIELD "Via: 1.1 tunnelgate\r\n"
 #define HANDOFF_MAX_BYTES (1024 * 1024) /* moved by the daemon before a kernel relay */
 
-static const char *const reason_phrase[][2] = {
-	{ "400", "Bad Request" },	      { "403", "Forbidden" },
-	{ "405", "Method Not Allowed" },      { "408", "Request Timeout" },
-	{ "414", "URI Too Long" },	      { "431", "Request Header Fields Too Large" },
-	{ "500", "Internal Server Error" },   { "501", "Not Implemented" },
-	{ "502", "Bad Gateway" },	      { "503", "Service Unavailable" },
-	{ "504", "Gateway Timeout" },	      { "505", "HTTP Version Not Supported" },
-};
-
 uint64_t now_ms(void)
 {
 	struct timespec ts;
@@ -132,17 +123,6 @@ int obuf_flush(struct obuf *b, int fd)
 	}
 	b->off = b->len = 0;
 	return 0;
-}
-
-static const char *status_reason(int status)
-{
-	char code[8];
-
-	snprintf(code, sizeof(code), "%d", status);
-	for (size_t i = 0; i < sizeof(reason_phrase) / sizeof(reason_phrase[0]); i++)
-		if (!strcmp(reason_phrase[i][0], code))
-			return reason_phrase[i][1];
-	return "Error";
 }
 
 static void config_put(struct config *cfg)
@@ -302,7 +282,7 @@ static void reply(struct conn *c, int status, bool keep, const char *fmt, ...)
 	keep = keep && c->req_len > 0 && c->req->keep_alive && !sent_past_head(c);
 	hlen = snprintf(head, sizeof(head),
 			"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n",
-			status, status_reason(status), blen, keep ? "" : "Connection: close\r\n");
+			status, http_reason_phrase(status), blen, keep ? "" : "Connection: close\r\n");
 	c->status = status;
 	pr_debug("%s: %d %.*s", c->cname, status, blen - 1, body);
 	upstream_close(c);

@@ -3,10 +3,10 @@
  * HTTP/1.x heads with llhttp 8.1. Even built with LLHTTP_STRICT_MODE it accepts what a
  * gateway must not pass on: bare LF line ends, obs-fold continuation lines, an empty
  * field name, control bytes in values, the target and the reason phrase, a double SP
- * before the target, HTTP/0.9 and HTTP/2.0. The Makefile builds it without strict mode,
- * which also lets through whitespace before the colon and "\r" + any byte as the last
- * line end. The checks here close those gaps for heads in either build. Bodies are
- * llhttp's alone: the loose build does not check the CRLF after chunk data.
+ * before the target, HTTP/0.9 and HTTP/2.0. The Makefile builds it in strict mode; a
+ * loose build would also let through whitespace before the colon and "\r" + any byte
+ * as the last line end. The checks here close those gaps for heads in either build.
+ * Bodies are llhttp's alone: a loose build does not check the CRLF after chunk data.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -521,7 +521,7 @@ ssize_t http_build_request(const struct http_head *h, const char *buf, const cha
 	return out_done(&o);
 }
 
-static const char *reason_phrase(int status)
+const char *http_reason_phrase(int status)
 {
 	static const struct {
 		int status;
@@ -596,7 +596,7 @@ ssize_t http_build_response(const struct http_head *h, const char *buf, const ch
 	if (h->reason.len)
 		put_span(&o, buf, h->reason);
 	else
-		put_str(&o, reason_phrase(h->status));
+		put_str(&o, http_reason_phrase(h->status));
 	put(&o, "\r\n", 2);
 	for (i = 0; i < h->nfields; i++) {
 		if (!http_field_is_hop_by_hop(h, buf, i) &&

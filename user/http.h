@@ -156,4 +156,7 @@ ssize_t http_body_feed(struct http_head *h, const char *buf, size_t len,
 		       void (*cb)(void *arg, const char *p, size_t n), void *arg, bool *done);
 int http_body_eof(struct http_head *h, bool *done);
 
+/* The RFC 9110 reason phrase of @status, or "Unknown". */
+const char *http_reason_phrase(int status);
+
 #endif

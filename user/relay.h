@@ -72,7 +72,7 @@ int relay_read_end(struct relay *r, uint64_t cookie, struct tg_end *e);
 void relay_set_max_backlog(struct relay *r, uint64_t bytes);
 
 /*
- * The daemon has read @total held bytes (in all) from relay socket @fd and written
+ * The daemon has read @total held bytes (in all) from the relay socket of @cookie and written
  * them to its peer: once that matches the held count, the kernel relays again.
  */
 int relay_release(struct relay *r, uint64_t cookie, uint64_t total);

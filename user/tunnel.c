@@ -37,7 +37,6 @@
 
 #include "gateway.h"
 #include "log.h"
-#include "pool.h"
 
 #define SPLICE_PIPE_BYTES (256 * 1024)
 #define SPLICE_ROUNDS 16
