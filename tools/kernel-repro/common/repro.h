@@ -213,6 +213,29 @@ static inline void tcp_pair(const char *listen_ip, const char *connect_ip, int *
 	close(l);
 }
 
+/*
+ * struct tcp_info as the kernel fills it (glibc's copy stops at
+ * tcpi_total_retrans): the fields up to tcpi_rcv_wnd (Linux 6.2+).
+ */
+struct tcp_info_k {
+	struct tcp_info base;   /* glibc part, up to tcpi_total_retrans */
+	uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+	uint32_t segs_out, segs_in, notsent_bytes, min_rtt, data_segs_in, data_segs_out;
+	uint64_t delivery_rate, busy_time, rwnd_limited, sndbuf_limited;
+	uint32_t delivered, delivered_ce;
+	uint64_t bytes_sent, bytes_retrans;
+	uint32_t dsack_dups, reord_seen, rcv_ooopack, snd_wnd, rcv_wnd, rehash;
+};
+
+static inline void tcp_info_k(int fd, struct tcp_info_k *ti)
+{
+	socklen_t l = sizeof(*ti);
+
+	memset(ti, 0, sizeof(*ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &l))
+		die("TCP_INFO");
+}
+
 static inline void print_kernel(void)
 {
 	struct utsname u;

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Redirect every skb arriving on a socket of `verdict` to the egress of `keep`[0]. */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u32);
+} verdict SEC(".maps");
+
+/* No program: redirect target at key 0, the receiving socket at key 1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u32);
+} keep SEC(".maps");
+
+__u64 runs, bytes;
+
+SEC("sk_skb/stream_verdict")
+int relay(struct __sk_buff *skb)
+{
+	__u32 key = 0;
+
+	__sync_fetch_and_add(&runs, 1);
+	__sync_fetch_and_add(&bytes, skb->len);
+	return bpf_sk_redirect_hash(skb, &keep, &key, 0);
+}
