@@ -553,17 +553,25 @@ static int kdir_release(struct conn *c, int d)
 }
 
 /*
- * The tail: direction @d was paused and its source cannot rejoin `ingress`. Every byte
- * redirected or held before the pause is in the peer already, so the rest of the
- * stream is plain TCP data in the source's receive queue: copy it to the end of the
- * stream. Returns -errno on a socket error.
+ * Copy what the source of direction @d still has to its peer, to the end of the stream:
+ * the tail of a paused direction whose socket cannot rejoin `ingress` (every byte
+ * redirected or held before the pause is in the peer already, the rest is plain TCP
+ * data in the receive queue), or the rest of a reset socket (@dead: nothing more will
+ * come, so an error or an empty queue ends it too). Held bytes read earlier go first.
+ * Returns 0, or -errno on a socket error.
  */
-static int kdir_tail(struct conn *c, int d)
+static int kdir_copy_rest(struct conn *c, int d, bool dead)
 {
 	struct kdir *k = &c->kd[d];
 	size_t cap = hold_cap(c);
 	int err;
 
+	if (!k->tail && k->hold_len) {
+		err = hold_flush(c, d);
+		if (err <= 0)
+			return err;
+	}
+	k->tail = true;
 	if (!k->hold_buf && !(k->hold_buf = malloc(cap)))
 		return -ENOMEM;
 	for (int i = 0; i < HOLD_ROUNDS && !k->tail_eof; i++) {
@@ -573,14 +581,16 @@ static int kdir_tail(struct conn *c, int d)
 		if (err <= 0)
 			return err;
 		n = recv(dir_src(c, d), k->hold_buf, cap, MSG_DONTWAIT);
-		if (n < 0)
-			return errno == EAGAIN || errno == EINTR ? 0 : -errno;
-		if (n == 0) {
+		if (n > 0) {
+			k->hold_len = n;
+			c->last_ms = now_ms();
+			continue;
+		}
+		if (n == 0 || dead) {
 			k->tail_eof = k->eof = true;
 			break;
 		}
-		k->hold_len = n;
-		c->last_ms = now_ms();
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 	}
 	err = hold_flush(c, d);
 	return err < 0 ? err : 0;
@@ -590,9 +600,9 @@ static int kdir_tail(struct conn *c, int d)
  * Direction @d is paused. Put its source back under the verdict program once the peer
  * has taken all but a quarter of max_backlog_bytes of the redirected bytes and is
  * writable again (the kernel's own mark: a third of its send buffer free); a source
- * that cannot rejoin goes to the tail. The program
- * pauses a socket only when all its held bytes are released, and they are read only
- * while it is under the program again (see pause_now() in bpf/relay.bpf.c). Returns
+ * that cannot rejoin goes to the tail. The program pauses a socket only when all its
+ * held bytes are released, and they are read only while it is under the program
+ * again (see pause_now() in bpf/relay.bpf.c). Returns
  * -errno on a socket error, -EPROTO if held bytes are left on a socket that cannot
  * rejoin (they cannot be read in order).
  */
@@ -605,7 +615,7 @@ static int kdir_resume(struct conn *c, int d)
 	int err;
 
 	if (k->tail)
-		return kdir_tail(c, d);
+		return kdir_copy_rest(c, d, false);
 	if (kdir_backlog(c, d, &e, &backlog))
 		return 0;
 	/* Redirected bytes still queued are fine: resumed bytes queue behind them. */
@@ -619,8 +629,7 @@ static int kdir_resume(struct conn *c, int d)
 			 "copies the rest", (unsigned long long)c->tunnel_id, d, strerror(-err));
 		if (e.held != k->released)
 			return -EPROTO;
-		k->tail = true;
-		return kdir_tail(c, d);
+		return kdir_copy_rest(c, d, false);
 	}
 	k->resumes = e.pauses;
 	k->paused = false;
@@ -794,36 +803,12 @@ static int splice_drain_reset(struct conn *c, int d)
 static int kdir_drain_reset(struct conn *c, int d)
 {
 	struct kdir *k = &c->kd[d];
-	size_t cap = hold_cap(c);
 	uint64_t backlog;
 	struct tg_end e;
-	int err;
 
-	if (!k->tail && k->hold_len) { /* held bytes read before the reset go first */
-		err = hold_flush(c, d);
-		if (err <= 0)
-			return err < 0 ? -1 : 0;
-	}
-	k->tail = true;
-	if (!k->hold_buf && !(k->hold_buf = malloc(cap)))
+	if (kdir_copy_rest(c, d, true) < 0)
 		return -1;
-	for (int i = 0; i < HOLD_ROUNDS && !k->tail_eof; i++) {
-		ssize_t n;
-
-		err = hold_flush(c, d);
-		if (err <= 0)
-			return err < 0 ? -1 : 0;
-		n = recv(dir_src(c, d), k->hold_buf, cap, MSG_DONTWAIT);
-		if (n <= 0) { /* end, error or nothing: a reset socket gets no more */
-			k->tail_eof = true;
-			break;
-		}
-		k->hold_len = n;
-	}
-	err = hold_flush(c, d);
-	if (err <= 0)
-		return err < 0 ? -1 : 0;
-	if (!k->tail_eof || kdir_backlog(c, d, &e, &backlog))
+	if (!k->tail_eof || k->hold_len || kdir_backlog(c, d, &e, &backlog))
 		return 0;
 	return backlog == 0;
 }
