@@ -90,6 +90,27 @@ static __always_inline void count(struct tg_tunnel *t, __u32 dir, __u64 len)
 	t->last_ns = bpf_ktime_get_ns();
 }
 
+/*
+ * Run by the daemon (BPF_PROG_RUN) when it has copied bytes of a tunnel itself (held
+ * bytes, a tail): they count in the totals and in copied_*, atomically with the
+ * verdict's own additions, which a map update from userspace would overwrite.
+ */
+SEC("syscall")
+int relay_count_copy(struct tg_copy *a)
+{
+	__u64 id = a->tunnel_id;
+	struct tg_tunnel *t = bpf_map_lookup_elem(&tunnels, &id);
+
+	if (!t)
+		return 0;
+	count(t, a->dir, a->bytes);
+	if (a->dir == TG_DIR_UP)
+		__sync_fetch_and_add(&t->copied_up, a->bytes);
+	else
+		__sync_fetch_and_add(&t->copied_down, a->bytes);
+	return 0;
+}
+
 /* Held bytes of this socket the daemon has written to the peer. */
 static __always_inline __u64 released_bytes(struct tg_end *end, __u64 *cookie)
 {

@@ -22,18 +22,29 @@ enum tg_dir {
 /*
  * One open tunnel (value of the `tunnels` map, keyed by tunnel id).
  * Addresses are IPv6 or IPv4-mapped IPv6, ports in network order.
- * bytes_* and last_ns are written by the verdict program only; the rest by the daemon.
+ * The counters are written by the BPF programs only (relay_count_copy for the bytes
+ * the daemon copies); the rest by the daemon when the tunnel starts.
  */
 struct tg_tunnel {
 	__u64 id;
-	__u64 bytes_up;   /* client -> upstream bytes relayed in the kernel */
-	__u64 bytes_down; /* upstream -> client bytes relayed in the kernel */
+	__u64 bytes_up;   /* client -> upstream bytes, all of them */
+	__u64 bytes_down; /* upstream -> client bytes, all of them */
 	__u64 last_ns;    /* CLOCK_MONOTONIC time of the last relayed byte */
 	__u64 start_ns;   /* CLOCK_MONOTONIC time the tunnel was handed to the kernel */
+	__u64 copied_up;  /* of bytes_up, those the daemon copied (not relayed in the kernel) */
+	__u64 copied_down; /* of bytes_down, likewise */
 	__u8 client_addr[16];
 	__u8 upstream_addr[16];
 	__be16 client_port;
 	__be16 upstream_port;
+	__u32 pad;
+};
+
+/* Argument of the relay_count_copy program: the daemon copied @bytes of @dir. */
+struct tg_copy {
+	__u64 tunnel_id;
+	__u64 bytes;
+	__u32 dir;         /* enum tg_dir */
 	__u32 pad;
 };
 

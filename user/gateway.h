@@ -207,7 +207,7 @@ void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idl
  * those forwarded before the hand-off, held bytes, and the tail after a pause that
  * could not be undone. A subset of tunnel_counters()' totals; 0 for splice tunnels.
  */
-void tunnel_copied(const struct conn *c, uint64_t *up, uint64_t *down);
+void tunnel_copied(struct conn *c, uint64_t *up, uint64_t *down);
 void tunnel_teardown(struct conn *c);
 
 /* control.c */

@@ -334,6 +334,16 @@ void relay_set_max_backlog(struct relay *r, uint64_t bytes)
 	r->skel->data->max_backlog = bytes;
 }
 
+int relay_count_copy(struct relay *r, uint64_t id, int dir, uint64_t bytes)
+{
+	struct tg_copy a = { .tunnel_id = id, .bytes = bytes, .dir = dir };
+	LIBBPF_OPTS(bpf_test_run_opts, run, .ctx_in = &a, .ctx_size_in = sizeof(a));
+
+	if (bpf_prog_test_run_opts(bpf_program__fd(r->skel->progs.relay_count_copy), &run))
+		return -errno;
+	return 0;
+}
+
 int relay_release(struct relay *r, uint64_t cookie, uint64_t total)
 {
 	__u64 key = cookie, v = total;

@@ -77,6 +77,12 @@ void relay_set_max_backlog(struct relay *r, uint64_t bytes);
  */
 int relay_release(struct relay *r, uint64_t cookie, uint64_t total);
 
+/*
+ * The daemon copied @bytes of direction @dir of tunnel @id itself: add them to the
+ * tunnel's totals and copied counters. Returns 0 or -errno.
+ */
+int relay_count_copy(struct relay *r, uint64_t id, int dir, uint64_t bytes);
+
 /* Delete the `released` entry relay_release() made for @cookie. */
 void relay_release_clear(struct relay *r, uint64_t cookie);
 

@@ -116,6 +116,8 @@ static int sockmap_start(struct conn *c)
 		.id = c->tunnel_id,
 		.bytes_up = c->bytes_up,
 		.bytes_down = c->bytes_down,
+		.copied_up = c->bytes_up, /* forwarded by the daemon before the hand-off */
+		.copied_down = c->bytes_down,
 		.start_ns = now_ns(),
 	};
 	int err;
@@ -247,22 +249,22 @@ void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idl
 	*idle_ms = now_ms() - c->last_ms;
 	if (c->relay != RK_SOCKMAP || relay_read(c->gw->relay, c->tunnel_id, &t))
 		return;
-	*up = t.bytes_up + c->kd[TG_DIR_UP].released + c->kd[TG_DIR_UP].tail_copied;
-	*down = t.bytes_down + c->kd[TG_DIR_DOWN].released + c->kd[TG_DIR_DOWN].tail_copied;
+	*up = t.bytes_up;
+	*down = t.bytes_down;
 	*idle_ms = (now_ns() - t.last_ns) / 1000000;
 	if (*idle_ms > now_ms() - c->last_ms)
 		*idle_ms = now_ms() - c->last_ms; /* held bytes the daemon moved */
 }
 
-void tunnel_copied(const struct conn *c, uint64_t *up, uint64_t *down)
+void tunnel_copied(struct conn *c, uint64_t *up, uint64_t *down)
 {
-	const struct kdir *k = c->kd;
+	struct tg_tunnel t;
 
 	*up = *down = 0;
-	if (c->relay != RK_SOCKMAP)
+	if (c->relay != RK_SOCKMAP || relay_read(c->gw->relay, c->tunnel_id, &t))
 		return;
-	*up = k[TG_DIR_UP].pre + k[TG_DIR_UP].released + k[TG_DIR_UP].tail_copied;
-	*down = k[TG_DIR_DOWN].pre + k[TG_DIR_DOWN].released + k[TG_DIR_DOWN].tail_copied;
+	*up = t.copied_up;
+	*down = t.copied_down;
 }
 
 void tunnel_teardown(struct conn *c)
@@ -416,21 +418,30 @@ static int kdir_backlog(struct conn *c, int d, struct tg_end *e, uint64_t *backl
 static int hold_flush(struct conn *c, int d)
 {
 	struct kdir *k = &c->kd[d];
+	uint64_t sent = 0;
+	int rc = 1;
 
 	while (k->hold_off < k->hold_len) {
 		ssize_t n = send(dir_dst(c, d), k->hold_buf + k->hold_off, k->hold_len - k->hold_off,
 				 MSG_DONTWAIT | MSG_NOSIGNAL);
 
-		if (n < 0)
-			return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+		if (n < 0) {
+			rc = errno == EAGAIN || errno == EINTR ? 0 : -errno;
+			break;
+		}
 		k->hold_off += n;
-		if (k->tail)
-			k->tail_copied += n;
-		else
-			k->released += n;
+		sent += n;
 	}
-	k->hold_off = k->hold_len = 0;
-	return 1;
+	if (k->tail)
+		k->tail_copied += sent;
+	else
+		k->released += sent;
+	/* The tunnel's counters in the map count what the daemon copied too. */
+	if (sent)
+		relay_count_copy(c->gw->relay, c->tunnel_id, d, sent);
+	if (rc == 1)
+		k->hold_off = k->hold_len = 0;
+	return rc;
 }
 
 /*

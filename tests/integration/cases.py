@@ -588,9 +588,16 @@ def t_counters(env, d, source="tunnelctl"):
         want = {"bytes_up": COUNT_UP, "bytes_down": COUNT_DOWN, "upstream": "direct",
                 "target": "%s:%d" % (A_DIRECT, srv.port), "relay": d.relay}
         bad = {k: e.get(k) for k in want if e.get(k) != want[k]}
-        for k in ("id", "age_ms", "idle_ms"):
+        for k in ("id", "age_ms", "idle_ms", "copied_up", "copied_down"):
             if not isinstance(e.get(k), int):
                 bad[k] = e.get(k)
+        # The bytes pipelined with the CONNECT went through the daemon before the hand-off:
+        # copied by it (a subset of the totals); splice copies nothing.
+        if d.relay == "sockmap" and not (first <= e.get("copied_up", -1) <= COUNT_UP and
+                                         0 <= e.get("copied_down", -1) <= COUNT_DOWN):
+            bad["copied_up, copied_down"] = (e.get("copied_up"), e.get("copied_down"))
+        if d.relay == "splice" and (e.get("copied_up"), e.get("copied_down")) != (0, 0):
+            bad["copied_up, copied_down"] = (e.get("copied_up"), e.get("copied_down"))
         if bad and source == "tunnelctl":
             raise AssertionError("tunnelctl list entry: got %r, want %r" % (
                 bad, {k: want.get(k, "an integer") for k in bad}))
@@ -606,6 +613,11 @@ def t_counters(env, d, source="tunnelctl"):
                                      "::ffff:127.0.0.1 and %d in network order (%d as bpftool "
                                      "prints it)" % (e["id"], v.get("client_addr"), v.get("client_port"),
                                                      lport, socket.htons(lport)))
+            cp = (v.get("copied_up"), v.get("copied_down"))
+            if cp != (e.get("copied_up"), e.get("copied_down")):
+                raise AssertionError("bpftool %s/tunnels id %d: copied_up, copied_down = %r, "
+                                     "tunnelctl list says %r" % (d.pin_dir, e["id"], cp, (
+                                         e.get("copied_up"), e.get("copied_down"))))
             got = (v.get("bytes_up"), v.get("bytes_down"))
             if got != (COUNT_UP, COUNT_DOWN):
                 hint = ""
