@@ -8,8 +8,11 @@
  *
  * Flow control. Redirected bytes wait in a kernel queue, with no memory limit, until
  * the peer's send path takes them. The program measures that backlog on every skb
- * (bytes it redirected minus the growth of the peer's write_seq). Past max_backlog, or
- * past the room in the peer's send buffer, it keeps the skb on its own socket instead
+ * (bytes it redirected minus the growth of the peer's write_seq). In pause mode, past
+ * max_backlog or with little room left in the peer's send buffer, it asks for a pause
+ * and the sockops program below takes the socket out of `ingress`: its bytes wait in
+ * its TCP receive queue until the daemon puts it back. Past the room in the peer's send
+ * buffer (and in hold mode past max_backlog) it keeps the skb on its own socket instead
  * (SK_PASS): the bytes are charged to that socket's receive buffer, so its TCP window
  * closes and the sender slows down, and the socket turns readable for the daemon.
  * Once the peer has taken every redirected byte, the daemon reads the held bytes and
