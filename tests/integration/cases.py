@@ -831,6 +831,26 @@ def t_bad_config(env):
     return "rc %d: %s" % (rc, out.strip().splitlines()[-1] if out.strip() else "")
 
 
+def echo_through(env, p, port, msg):
+    """Wait up to 5 s for daemon process p to listen on port, then push msg through a
+    tunnel to the echo server and check it comes back."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and p.alive():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    if not p.alive():
+        raise AssertionError("daemon exited: %r" % "\n".join(p.tail(10)))
+    with Client(port) as c:
+        c.tunnel("127.0.0.1", env.servers["echo"].port)
+        c.send(msg)
+        got = c.recv_exact(len(msg), 5.0)
+        if got != msg:
+            raise AssertionError("echo through the tunnel: %r, want %r" % (got, msg))
+
+
 def t_auto_fallback(env):
     """relay = auto without BPF (run as nobody): one warning naming why, then splice works."""
     if not shutil.which("setpriv"):
@@ -848,22 +868,7 @@ def t_auto_fallback(env):
             peers.DAEMON, "-c", conf]
     p = peers.Proc("auto-fallback", argv, os.path.join(d, "auto.log"))
     try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and p.alive():
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        if not p.alive():
-            raise AssertionError("daemon exited: %r" % "\n".join(p.tail(10)))
-        srv = env.servers["echo"]
-        with Client(port) as c:
-            c.tunnel("127.0.0.1", srv.port)
-            c.send(b"ping-through-splice")
-            got = c.recv_exact(len(b"ping-through-splice"), 5.0)
-            if got != b"ping-through-splice":
-                raise AssertionError("echo through the fallback relay: %r" % got)
+        echo_through(env, p, port, b"ping-through-splice")
         out = p.tail(30)
         warn = [l for l in out if "relay = auto" in l]
         if len(warn) != 1 or "splice" not in warn[0] or "cannot load" not in warn[0]:
@@ -897,21 +902,7 @@ def t_pause_fallback(env):
             'umount "$1" && exec "$2" -c "$3"', "sh", mnt, peers.DAEMON, conf]
     p = peers.Proc("pause-fallback", argv, os.path.join(d, "pause.log"))
     try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and p.alive():
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        if not p.alive():
-            raise AssertionError("daemon exited: %r" % "\n".join(p.tail(10)))
-        srv = env.servers["echo"]
-        with Client(port) as c:
-            c.tunnel("127.0.0.1", srv.port)
-            c.send(b"ping-while-holding")
-            if c.recv_exact(len(b"ping-while-holding"), 5.0) != b"ping-while-holding":
-                raise AssertionError("echo through the hold relay differs")
+        echo_through(env, p, port, b"ping-while-holding")
         stats = subprocess.run([peers.CTL, "-s", ctl, "stats"], capture_output=True,
                                timeout=10).stdout.decode(errors="replace")
         if not re.search(r"^pause\thold$", stats, re.M):
