@@ -972,6 +972,21 @@ int parse_hostport(const char *s, struct sockaddr_any *out)
 	return 0;
 }
 
+bool sockaddr_ip16(const struct sockaddr_any *a, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (a->sa.sa_family == AF_INET) {
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &a->in.sin_addr, 4);
+		return true;
+	}
+	if (a->sa.sa_family == AF_INET6) {
+		memcpy(out, &a->in6.sin6_addr, 16);
+		return true;
+	}
+	return false;
+}
+
 char *sockaddr_fmt(const struct sockaddr_any *a, char *buf, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN];

@@ -16,8 +16,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "gateway.h"
 #include "log.h"
+#include "tunnel.h"
 
 #define CTL_MAX_REQUEST 256
 
@@ -128,7 +130,7 @@ static void cmd_list(struct gateway *gw, struct ctl_client *cc)
 		out(cc, "%" PRIu64 "\t%s\t%s\t%s\t%s\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64
 			"\t%" PRIu64 "\t%" PRIu64 "\n",
 		    c->tunnel_id, c->cname, c->server ? c->uname : "direct", c->target,
-		    c->relay == RK_SOCKMAP ? "sockmap" : "splice", up, down,
+		    relay_kind_name(c->relay), up, down,
 		    now - c->tunnel_start_ms, idle, cup, cdown);
 	}
 }
@@ -155,7 +157,7 @@ static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 	const struct gw_stats *s = &gw->stats;
 	uint64_t kernel, copied;
 
-	out(cc, "relay\t%s\n", gw->default_relay == RK_SOCKMAP ? "sockmap" : "splice");
+	out(cc, "relay\t%s\n", relay_kind_name(gw->default_relay));
 	out(cc, "connections\t%u\n", gw->nconns);
 	out(cc, "tunnels_open\t%u\n", gw->ntunnels);
 	out(cc, "accepted\t%" PRIu64 "\n", s->accepted);

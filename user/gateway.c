@@ -20,11 +20,13 @@
 #include <linux/sockios.h>
 #include <linux/tcp.h>
 
+#include "control.h"
 #include "gateway.h"
 #include "log.h"
 #include "pool.h"
 #include "resolver.h"
 #include "rules.h"
+#include "tunnel.h"
 
 #define LISTEN_BACKLOG 4096
 #define OBUF_HIGH (256 * 1024) /* stop reading an error body while this much waits */
@@ -145,7 +147,7 @@ void conn_log(struct conn *c, const char *what)
 	fprintf(f, "access client=%s target=%s upstream=%s status=%d relay=%s up=%llu down=%llu ms=%llu %s\n",
 		c->cname, c->target[0] ? c->target : "-",
 		c->uname[0] ? c->uname : "-", c->status,
-		c->relay == RK_SOCKMAP ? "sockmap" : c->relay == RK_SPLICE ? "splice" : "-",
+		relay_kind_name(c->relay),
 		(unsigned long long)up, (unsigned long long)down,
 		(unsigned long long)(now_ms() - c->start_ms), what);
 	fflush(f);
@@ -1599,7 +1601,7 @@ int gateway_run(struct config *cfg, const char *path)
 					 .owner = &gw };
 	gw_set_events(&gw, &gw.resolver_h, EPOLLIN);
 	pr_info("listening on %u address(es), relay %s%s, control %s", cfg->nlisten,
-		gw.default_relay == RK_SOCKMAP ? "sockmap" : "splice",
+		relay_kind_name(gw.default_relay),
 		gw.relay ? relay_pausing(gw.relay) ? " (pause sockops)" : " (pause hold)" : "",
 		cfg->control);
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The daemon's state: listeners, client connections, tunnels, the event loop.
- * gateway.c runs requests up to the hand-off, tunnel.c relays tunnels (kernel or
- * splice), control.c answers tunnelctl.
+ * The daemon's state: listeners, client connections, tunnels, the event loop, and
+ * gateway.c's functions. gateway.c runs requests up to the hand-off, tunnel.c (tunnel.h)
+ * relays tunnels (kernel or splice), control.c (control.h) answers tunnelctl.
  */
 #ifndef TUNNELGATE_GATEWAY_H
 #define TUNNELGATE_GATEWAY_H
@@ -184,7 +184,6 @@ struct gateway {
 	struct gw_stats stats;
 };
 
-/* gateway.c */
 uint64_t now_ms(void);
 int gw_set_events(struct gateway *gw, struct handle *h, uint32_t events);
 void gw_forget(struct handle *h);
@@ -193,29 +192,6 @@ void conn_log(struct conn *c, const char *what);
 int obuf_put(struct obuf *b, const void *p, size_t n);
 /* Write what @b holds to @fd; 0 when empty, -EAGAIN when blocked, or -errno. */
 int obuf_flush(struct obuf *b, int fd);
-
-/* tunnel.c */
-/* Both sockets are connected, both pending buffers flushed: start relaying. */
-void tunnel_start(struct conn *c);
-void tunnel_event(struct conn *c, struct handle *h, uint32_t events);
-/* Check watched tunnels due now; returns ms until the next check, or -1 for none. */
-int tunnel_watch_poll(struct gateway *gw);
-/* Counters of an open tunnel as the CLI shows them. */
-void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idle_ms);
-/*
- * Bytes of a kernel-relayed tunnel that the daemon copied itself, per direction:
- * those forwarded before the hand-off, held bytes, and the tail after a pause that
- * could not be undone. A subset of tunnel_counters()' totals; 0 for splice tunnels.
- */
-void tunnel_copied(struct conn *c, uint64_t *up, uint64_t *down);
-void tunnel_teardown(struct conn *c);
-
-/* control.c */
-int control_open(struct gateway *gw, const char *path);
-void control_close(struct gateway *gw);
-void control_event(struct gateway *gw, struct handle *h, uint32_t events);
-
-
 
 /* Run the daemon on @cfg (loaded from @path) until SIGTERM/SIGINT. Returns the exit code. */
 int gateway_run(struct config *cfg, const char *path);

@@ -82,16 +82,11 @@ static uint64_t hash_bytes(const void *data, size_t len)
 /* The client's IP without the port; IPv4 as IPv4-mapped, so both spellings agree. */
 static uint64_t hash_client(const struct sockaddr_any *a)
 {
-	uint8_t ip[16] = { 0 };
+	uint8_t ip[16];
 
 	if (!a)
 		return 0;
-	if (a->sa.sa_family == AF_INET) {
-		ip[10] = ip[11] = 0xff;
-		memcpy(ip + 12, &a->in.sin_addr, 4);
-	} else if (a->sa.sa_family == AF_INET6) {
-		memcpy(ip, &a->in6.sin6_addr, 16);
-	}
+	sockaddr_ip16(a, ip);
 	return hash_bytes(ip, sizeof(ip));
 }
 

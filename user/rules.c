@@ -162,17 +162,11 @@ int cidr_parse(const char *s, struct cidr *out)
 
 bool cidr_contains(const struct cidr *c, const struct sockaddr_any *addr)
 {
-	uint8_t a[16] = { 0 };
+	uint8_t a[16];
 	unsigned bytes = c->len / 8, bits = c->len % 8;
 
-	if (addr->sa.sa_family == AF_INET) {
-		a[10] = a[11] = 0xff;
-		memcpy(a + 12, &addr->in.sin_addr, 4);
-	} else if (addr->sa.sa_family == AF_INET6) {
-		memcpy(a, &addr->in6.sin6_addr, 16);
-	} else {
+	if (!sockaddr_ip16(addr, a))
 		return false;
-	}
 	if (memcmp(a, c->addr, bytes))
 		return false;
 	return !bits || !((a[bytes] ^ c->addr[bytes]) & (0xff00 >> bits));

@@ -37,6 +37,7 @@
 
 #include "gateway.h"
 #include "log.h"
+#include "tunnel.h"
 
 #define SPLICE_PIPE_BYTES (256 * 1024)
 #define SPLICE_ROUNDS 16
@@ -90,15 +91,11 @@ static bool fin_received(uint8_t state)
 
 static void addr16(const struct sockaddr_any *a, __u8 out[16], __be16 *port)
 {
-	memset(out, 0, 16);
-	if (a->sa.sa_family == AF_INET) {
-		out[10] = out[11] = 0xff;
-		memcpy(out + 12, &a->in.sin_addr, 4);
+	sockaddr_ip16(a, out);
+	if (a->sa.sa_family == AF_INET)
 		*port = a->in.sin_port;
-	} else if (a->sa.sa_family == AF_INET6) {
-		memcpy(out, &a->in6.sin6_addr, 16);
+	else if (a->sa.sa_family == AF_INET6)
 		*port = a->in6.sin6_port;
-	}
 }
 
 static uint64_t now_ns(void)
@@ -238,6 +235,11 @@ void tunnel_start(struct conn *c)
 		 c->cname, c->uname, c->target);
 	/* Bytes may already wait in the receive queues. */
 	tunnel_event(c, &c->ch, EPOLLIN);
+}
+
+const char *relay_kind_name(enum relay_kind k)
+{
+	return k == RK_SOCKMAP ? "sockmap" : k == RK_SPLICE ? "splice" : "-";
 }
 
 void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idle_ms)
