@@ -276,13 +276,19 @@ static int set_connect_ports(struct parser *ps, const struct key_def *k, const c
 
 /* ---- [pool NAME] ---- */
 
+/* Names of enum balance, in its order. */
+static const char *const balance_names[] = { "roundrobin", "leastconn", "source", "target" };
+
+const char *config_balance_name(enum balance b)
+{
+	return (unsigned)b < sizeof(balance_names) / sizeof(balance_names[0]) ? balance_names[b] : "?";
+}
+
 static int set_balance(struct parser *ps, const struct key_def *k, const char *v)
 {
-	static const char *const names[] = { "roundrobin", "leastconn", "source", "target" };
-
 	(void)k;
-	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (!strcmp(v, names[i])) {
+	for (unsigned i = 0; i < sizeof(balance_names) / sizeof(balance_names[0]); i++) {
+		if (!strcmp(v, balance_names[i])) {
 			cur_pool(ps)->balance = (enum balance)i;
 			return 0;
 		}

@@ -120,6 +120,9 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
 /* Free everything config_load() allocated. Safe on a zeroed or failed config. */
 void config_free(struct config *cfg);
 
+/* The configuration name of @b ("roundrobin", ...). */
+const char *config_balance_name(enum balance b);
+
 /* True if CONNECT to @port is allowed by connect_ports. */
 bool config_port_allowed(const struct config *cfg, unsigned port);
 

@@ -181,7 +181,6 @@ static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 
 static void cmd_pools(struct gateway *gw, struct ctl_client *cc)
 {
-	static const char *const bal[] = { "roundrobin", "leastconn", "source", "target" };
 	const struct config *cfg = gw->cfg;
 
 	for (unsigned i = 0; i < cfg->npools; i++) {
@@ -194,8 +193,9 @@ static void cmd_pools(struct gateway *gw, struct ctl_client *cc)
 		for (unsigned j = 0; j < p->nservers; j++) {
 			const struct server *s = &p->servers[j];
 
-			out(cc, "%s\t%s\t%s\t%u\t%u\t%" PRIu64 "\t%" PRIu64 "\n", p->name, bal[p->balance],
-			    s->name, s->weight, s->active, s->picks, s->failures);
+			out(cc, "%s\t%s\t%s\t%u\t%u\t%" PRIu64 "\t%" PRIu64 "\n", p->name,
+			    config_balance_name(p->balance), s->name, s->weight, s->active, s->picks,
+			    s->failures);
 		}
 	}
 }
