@@ -6,14 +6,11 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "sockhash.bpf.h"
+
 char LICENSE[] SEC("license") = "GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SOCKHASH);
-	__uint(max_entries, 4);
-	__type(key, __u32);
-	__type(value, __u32);
-} socks SEC(".maps");
+SOCKHASH(socks);
 
 __u64 cookie0;          /* socket cookie of socks[0], set by userspace */
 __u64 runs[2], bytes[2], empty[2], empty_verdict[2];

@@ -3,22 +3,14 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "sockhash.bpf.h"
+
 char LICENSE[] SEC("license") = "GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SOCKHASH);
-	__uint(max_entries, 4);
-	__type(key, __u32);
-	__type(value, __u32);
-} verdict SEC(".maps");
+SOCKHASH(verdict);
 
 /* No program on this one: a socket in it keeps its psock after it leaves `verdict`. */
-struct {
-	__uint(type, BPF_MAP_TYPE_SOCKHASH);
-	__uint(max_entries, 4);
-	__type(key, __u32);
-	__type(value, __u32);
-} keep SEC(".maps");
+SOCKHASH(keep);
 
 __u64 runs, bytes;
 

@@ -7,23 +7,15 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
+#include "sockhash.bpf.h"
+
 char LICENSE[] SEC("license") = "GPL";
 
 #define SK_PASS 1
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SOCKHASH);
-	__uint(max_entries, 4);
-	__type(key, __u32);
-	__type(value, __u32);
-} verdict SEC(".maps");
+SOCKHASH(verdict);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SOCKHASH);
-	__uint(max_entries, 4);
-	__type(key, __u32);
-	__type(value, __u32);
-} out SEC(".maps");
+SOCKHASH(out);
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
