@@ -36,7 +36,7 @@ endif
 .SECONDARY:
 .PHONY: all binaries deps test-deps bench-deps run test unit unit-run integration clean
 
-MODULES  := log config rules pool http cgroup relay gateway tunnel control resolver
+MODULES  := log fsutil config rules pool http cgroup relay gateway tunnel control resolver
 DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
 	       $(OUT)/llhttp/api.o $(OUT)/llhttp/http.o $(OUT)/llhttp/llhttp.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))

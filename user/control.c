@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "fsutil.h"
 #include "gateway.h"
 #include "log.h"
 #include "tunnel.h"
@@ -30,28 +31,6 @@ struct ctl_client {
 	struct obuf out;
 };
 
-static int mkdir_parent(const char *path)
-{
-	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	char *slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
-		return 0;
-	*slash = '\0';
-	for (char *p = dir + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		mkdir(dir, 0755);
-		*p = '/';
-	}
-	if (mkdir(dir, 0755) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 int control_open(struct gateway *gw, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -63,7 +42,7 @@ int control_open(struct gateway *gw, const char *path)
 		return -ENAMETOOLONG;
 	}
 	strcpy(sa.sun_path, path);
-	err = mkdir_parent(path);
+	err = mkdir_parent(path, 0755);
 	if (err) {
 		pr_warn("cannot create the directory of control socket %s: %s", path,
 			strerror(-err));

@@ -14,6 +14,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "fsutil.h"
 #include "log.h"
 #include "relay.h"
 #include "relay.skel.h"
@@ -53,28 +54,6 @@ static int ensure_bpffs(char *why, size_t whylen)
 		return -errno;
 	}
 	pr_info("mounted bpffs on %s", BPFFS_ROOT);
-	return 0;
-}
-
-/* mkdir -p for the pin dir (its parents may be plain bpffs dirs). */
-static int mkdir_p(const char *path)
-{
-	char tmp[PATH_MAX];
-	size_t len = strlen(path);
-
-	if (len >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	memcpy(tmp, path, len + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0700) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0700) && errno != EEXIST)
-		return -errno;
 	return 0;
 }
 
@@ -190,7 +169,7 @@ struct relay *relay_open(const char *pin_dir, int cgroup_fd, char *pause_why, ch
 	err = ensure_bpffs(why, whylen);
 	if (err)
 		goto err_destroy;
-	err = mkdir_p(pin_dir);
+	err = mkdir_p(pin_dir, 0700); /* its parents may be plain bpffs dirs */
 	if (err) {
 		snprintf(why, whylen, "cannot create bpf_pin_dir %s: %s (it must be under %s)",
 			 pin_dir, strerror(-err), BPFFS_ROOT);
