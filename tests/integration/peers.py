@@ -338,6 +338,12 @@ class Daemon:
             self.stop(timeout=3)
             raise RuntimeError("tunnelgated %s did not listen (rc=%s); log:\n%s" % (
                 name, self.proc.rc, "\n".join(self.proc.tail(20))))
+        # Listeners come first; the relay (BPF programs, maps, the cgroup link) and the
+        # resolver open after them. The ready line says all of it is open.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+                "listening on" in l for l in self.proc.tail(50)):
+            time.sleep(0.05)
         time.sleep(0.2)  # let it close the probe connection
         self.fd0 = self.fd_count()
         self.fds0 = self.fd_list()
