@@ -100,17 +100,16 @@ static void cmd_list(struct gateway *gw, struct ctl_client *cc)
 	uint64_t now = now_ms();
 
 	for (struct conn *c = gw->conns; c; c = c->next) {
-		uint64_t up, down, idle, cup, cdown;
+		struct tunnel_counts n;
 
 		if (c->state != CS_TUNNEL)
 			continue;
-		tunnel_counters(c, &up, &down, &idle);
-		tunnel_copied(c, &cup, &cdown);
+		tunnel_counters(c, &n);
 		out(cc, "%" PRIu64 "\t%s\t%s\t%s\t%s\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64
 			"\t%" PRIu64 "\t%" PRIu64 "\n",
 		    c->tunnel_id, c->cname, c->server ? c->uname : "direct", c->target,
-		    relay_kind_name(c->relay), up, down,
-		    now - c->tunnel_start_ms, idle, cup, cdown);
+		    relay_kind_name(c->relay), n.up, n.down,
+		    now - c->tunnel_start_ms, n.idle_ms, n.copied_up, n.copied_down);
 	}
 }
 
@@ -120,14 +119,13 @@ static void relay_bytes(struct gateway *gw, uint64_t *kernel, uint64_t *copied)
 	*kernel = gw->stats.bytes_kernel;
 	*copied = gw->stats.bytes_copied;
 	for (struct conn *c = gw->conns; c; c = c->next) {
-		uint64_t up, down, idle, cup, cdown;
+		struct tunnel_counts n;
 
 		if (c->state != CS_TUNNEL || c->relay != RK_SOCKMAP)
 			continue;
-		tunnel_counters(c, &up, &down, &idle);
-		tunnel_copied(c, &cup, &cdown);
-		*kernel += up + down - cup - cdown;
-		*copied += cup + cdown;
+		tunnel_counters(c, &n);
+		*kernel += n.up + n.down - n.copied_up - n.copied_down;
+		*copied += n.copied_up + n.copied_down;
 	}
 }
 

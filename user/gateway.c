@@ -138,17 +138,17 @@ static void config_put(struct config *cfg)
 void conn_log(struct conn *c, const char *what)
 {
 	FILE *f = c->gw->access_log;
-	uint64_t up = c->bytes_up, down = c->bytes_down, idle;
+	struct tunnel_counts n = { .up = c->bytes_up, .down = c->bytes_down };
 
 	if (!f)
 		return;
 	if (c->state == CS_TUNNEL)
-		tunnel_counters(c, &up, &down, &idle);
+		tunnel_counters(c, &n);
 	fprintf(f, "access client=%s target=%s upstream=%s status=%d relay=%s up=%llu down=%llu ms=%llu %s\n",
 		c->cname, c->target[0] ? c->target : "-",
 		c->uname[0] ? c->uname : "-", c->status,
 		relay_kind_name(c->relay),
-		(unsigned long long)up, (unsigned long long)down,
+		(unsigned long long)n.up, (unsigned long long)n.down,
 		(unsigned long long)(now_ms() - c->start_ms), what);
 	fflush(f);
 }
@@ -1312,13 +1312,13 @@ static void idle_scan(struct gateway *gw)
 	struct conn *c, *next;
 
 	for (c = gw->conns; c; c = next) {
-		uint64_t up, down, idle;
+		struct tunnel_counts n;
 
 		next = c->next;
 		if (c->state != CS_TUNNEL || !c->cfg->idle_timeout_ms)
 			continue;
-		tunnel_counters(c, &up, &down, &idle);
-		if (idle >= c->cfg->idle_timeout_ms)
+		tunnel_counters(c, &n);
+		if (n.idle_ms >= c->cfg->idle_timeout_ms)
 			conn_close(c, "tunnel idle for idle_timeout_ms");
 	}
 }

@@ -58,7 +58,6 @@ struct splice_dir {
 
 /* One direction of a kernel relay, for the FIN hand-over and flow control (tunnel.c). */
 struct kdir {
-	uint64_t pre;            /* bytes the daemon forwarded before the hand-off */
 	uint64_t read_before;    /* bytes the daemon read from the source socket */
 	uint64_t peer_base;      /* bytes the daemon wrote into the peer before the hand-off */
 	uint64_t released;       /* held bytes the daemon copied to the peer */
@@ -156,7 +155,7 @@ struct gw_stats {
 	uint64_t rejected, upstream_errors, timeouts, bad_requests;
 	uint64_t holds;          /* times a slow peer made the kernel relay hold bytes */
 	uint64_t pauses;         /* times a slow peer made the kernel relay pause a direction */
-	uint64_t bytes_kernel, bytes_copied; /* kernel relay, closed tunnels: see tunnel_copied() */
+	uint64_t bytes_kernel, bytes_copied; /* kernel relay, closed tunnels: see tunnel_counts */
 	uint64_t bytes_up, bytes_down; /* of closed tunnels */
 };
 

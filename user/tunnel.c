@@ -123,8 +123,8 @@ static int sockmap_start(struct conn *c)
 	getpeername(c->uh.fd, &ua.sa, &ua.len);
 	addr16(&c->caddr, t.client_addr, &t.client_port);
 	addr16(&ua, t.upstream_addr, &t.upstream_port);
-	c->kd[TG_DIR_UP] = (struct kdir){ .pre = c->bytes_up, .read_before = c->crecvd };
-	c->kd[TG_DIR_DOWN] = (struct kdir){ .pre = c->bytes_down, .read_before = c->urecvd };
+	c->kd[TG_DIR_UP] = (struct kdir){ .read_before = c->crecvd };
+	c->kd[TG_DIR_DOWN] = (struct kdir){ .read_before = c->urecvd };
 	if (sent_total(c->uh.fd, &c->kd[TG_DIR_UP].peer_base) ||
 	    sent_total(c->ch.fd, &c->kd[TG_DIR_DOWN].peer_base))
 		return -errno;
@@ -242,47 +242,35 @@ const char *relay_kind_name(enum relay_kind k)
 	return k == RK_SOCKMAP ? "sockmap" : k == RK_SPLICE ? "splice" : "-";
 }
 
-void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idle_ms)
+void tunnel_counters(struct conn *c, struct tunnel_counts *n)
 {
 	struct tg_tunnel t;
 
-	*up = c->bytes_up;
-	*down = c->bytes_down;
-	*idle_ms = now_ms() - c->last_ms;
+	*n = (struct tunnel_counts){ .up = c->bytes_up, .down = c->bytes_down,
+				     .idle_ms = now_ms() - c->last_ms };
 	if (c->relay != RK_SOCKMAP || relay_read(c->gw->relay, c->tunnel_id, &t))
 		return;
-	*up = t.bytes_up;
-	*down = t.bytes_down;
-	*idle_ms = (now_ns() - t.last_ns) / 1000000;
-	if (*idle_ms > now_ms() - c->last_ms)
-		*idle_ms = now_ms() - c->last_ms; /* held bytes the daemon moved */
-}
-
-void tunnel_copied(struct conn *c, uint64_t *up, uint64_t *down)
-{
-	struct tg_tunnel t;
-
-	*up = *down = 0;
-	if (c->relay != RK_SOCKMAP || relay_read(c->gw->relay, c->tunnel_id, &t))
-		return;
-	*up = t.copied_up;
-	*down = t.copied_down;
+	n->up = t.bytes_up;
+	n->down = t.bytes_down;
+	n->copied_up = t.copied_up;
+	n->copied_down = t.copied_down;
+	if ((now_ns() - t.last_ns) / 1000000 < n->idle_ms)
+		n->idle_ms = (now_ns() - t.last_ns) / 1000000;
 }
 
 void tunnel_teardown(struct conn *c)
 {
 	struct gateway *gw = c->gw;
-	uint64_t up, down, idle, cup, cdown;
+	struct tunnel_counts n;
 
-	tunnel_counters(c, &up, &down, &idle);
-	tunnel_copied(c, &cup, &cdown);
-	c->bytes_up = up;
-	c->bytes_down = down;
-	gw->stats.bytes_up += up;
-	gw->stats.bytes_down += down;
+	tunnel_counters(c, &n);
+	c->bytes_up = n.up;
+	c->bytes_down = n.down;
+	gw->stats.bytes_up += n.up;
+	gw->stats.bytes_down += n.down;
 	if (c->relay == RK_SOCKMAP) {
-		gw->stats.bytes_copied += cup + cdown;
-		gw->stats.bytes_kernel += up + down - cup - cdown;
+		gw->stats.bytes_copied += n.copied_up + n.copied_down;
+		gw->stats.bytes_kernel += n.up + n.down - n.copied_up - n.copied_down;
 	}
 	conn_log(c, "tunnel closed");
 	watch_unlink(c);

@@ -14,13 +14,16 @@ void tunnel_event(struct conn *c, struct handle *h, uint32_t events);
 /* Check watched tunnels due now; returns ms until the next check, or -1 for none. */
 int tunnel_watch_poll(struct gateway *gw);
 /* Counters of an open tunnel as the CLI shows them. */
-void tunnel_counters(struct conn *c, uint64_t *up, uint64_t *down, uint64_t *idle_ms);
-/*
- * Bytes of a kernel-relayed tunnel that the daemon copied itself, per direction:
- * those forwarded before the hand-off, held bytes, and the tail after a pause that
- * could not be undone. A subset of tunnel_counters()' totals; 0 for splice tunnels.
- */
-void tunnel_copied(struct conn *c, uint64_t *up, uint64_t *down);
+struct tunnel_counts {
+	uint64_t up, down;      /* bytes client -> upstream and back, all of them */
+	/*
+	 * Of those, the bytes the daemon copied itself: forwarded before the hand-off,
+	 * held, and the tail after a pause that could not be undone. 0 for splice.
+	 */
+	uint64_t copied_up, copied_down;
+	uint64_t idle_ms;       /* since the last byte either way */
+};
+void tunnel_counters(struct conn *c, struct tunnel_counts *n);
 /* The connection closes: log the tunnel, count it, take it out of the relay. */
 void tunnel_teardown(struct conn *c);
 /* "sockmap", "splice", or "-" for a connection that relays nothing. */
