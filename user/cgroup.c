@@ -158,11 +158,6 @@ int cgroup_fd(const struct tg_cgroup *cg)
 	return cg->fd;
 }
 
-const char *cgroup_path(const struct tg_cgroup *cg)
-{
-	return cg->path;
-}
-
 void cgroup_leave(struct tg_cgroup *cg)
 {
 	int err;

@@ -21,9 +21,6 @@ struct tg_cgroup *cgroup_enter(const char *tag, char *why, size_t whylen);
 /* An O_RDONLY fd of the child cgroup's directory, for attaching programs. */
 int cgroup_fd(const struct tg_cgroup *cg);
 
-/* The child cgroup's path, for messages. */
-const char *cgroup_path(const struct tg_cgroup *cg);
-
 /* Move the process back to the parent and remove the child. Safe on NULL. */
 void cgroup_leave(struct tg_cgroup *cg);
 
