@@ -122,6 +122,17 @@ stop_pid() {
 	[ "$rc" = 0 ] || { echo "bench: $2 (pid $1) exited with status $rc; log tail:" >&2; tail -n 20 "$TMP/$2.log" >&2; return 1; }
 }
 
+# launch NAME CMD...: start CMD in the background, its output appended to NAME.log, and
+# wait for it to listen on PORT; sets PID.
+launch() {
+	local name=$1
+	shift
+	"$@" >>"$TMP/$name.log" 2>&1 &
+	PID=$!
+	PIDS+=("$PID")
+	wait_port "$PORT" "$PID" "$name"
+}
+
 # start_tg NAME RELAY [UPSTREAM_PORT] [PAUSE]: a tunnelgated; sets PORT and PID.
 start_tg() {
 	local name=$1 relay=$2 up=${3:-} pause=${4:-sockops} pool
@@ -145,10 +156,7 @@ start_tg() {
 	[route]
 	default = up
 	EOF
-	"$DAEMON" -c "$TMP/$name.conf" 2>>"$TMP/$name.log" &
-	PID=$!
-	PIDS+=("$PID")
-	wait_port "$PORT" "$PID" "$name"
+	launch "$name" "$DAEMON" -c "$TMP/$name.conf"
 }
 
 # start_haproxy NAME UPSTREAM_PORT: sets PORT and PID.
@@ -177,10 +185,7 @@ start_haproxy() {
 	backend be
 	    server up 127.0.0.1:$up
 	EOF
-	"$HAPROXY" -db -f "$TMP/$name.cfg" 2>>"$TMP/$name.log" &
-	PID=$!
-	PIDS+=("$PID")
-	wait_port "$PORT" "$PID" "$name"
+	launch "$name" "$HAPROXY" -db -f "$TMP/$name.cfg"
 }
 
 # start_squid NAME ORIGIN_PORT: squid in the foreground (-N), one worker, no cache and no
@@ -215,10 +220,7 @@ start_squid() {
 	dns_nameservers 127.0.0.1
 	shutdown_lifetime 0 seconds
 	EOF
-	"$SQUID" -N -f "$TMP/$name.conf" 2>>"$TMP/$name.log" &
-	PID=$!
-	PIDS+=("$PID")
-	wait_port "$PORT" "$PID" "$name"
+	launch "$name" "$SQUID" -N -f "$TMP/$name.conf"
 }
 
 # start_tinyproxy NAME ORIGIN_PORT: tinyproxy in the foreground (-d), CONNECT to
@@ -238,10 +240,7 @@ start_tinyproxy() {
 	LogLevel Warning
 	PidFile "$TMP/$name.pid"
 	EOF
-	"$TINYPROXY" -d -c "$TMP/$name.conf" >>"$TMP/$name.log" 2>&1 &
-	PID=$!
-	PIDS+=("$PID")
-	wait_port "$PORT" "$PID" "$name"
+	launch "$name" "$TINYPROXY" -d -c "$TMP/$name.conf"
 }
 
 # have_program SETUP: 0 when the program the setup runs is installed.
