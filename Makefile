@@ -34,9 +34,11 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all binaries deps test-deps bench-deps run test unit unit-run integration clean
+.PHONY: all binaries deps test-deps bench-deps run test unit unit-run integration callgraph clean
 
-MODULES  := log fsutil config rules pool http cgroup relay gateway tunnel control resolver
+MODULES  := log fsutil addr config_keys config rules pool http cgroup relay resolver ev buf \
+	    conn request upstream http_fwd kernel_relay splice_relay tunnel stream listener \
+	    control loop
 DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
 	       $(OUT)/llhttp/api.o $(OUT)/llhttp/http.o $(OUT)/llhttp/llhttp.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))
@@ -113,9 +115,9 @@ $(OUT)/san/llhttp-%.o: $(LLHTTP)/%.c | $(OUT)/san
 	$(Q)$(CC) $(SANFLAGS) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_H) -c $< -o $@
 
 SAN_LLHTTP := $(OUT)/san/llhttp-api.o $(OUT)/san/llhttp-http.o $(OUT)/san/llhttp-llhttp.o
-$(OUT)/tests/test_config: $(OUT)/san/config.o $(OUT)/san/rules.o $(OUT)/san/log.o
-$(OUT)/tests/test_rules: $(OUT)/san/config.o $(OUT)/san/rules.o $(OUT)/san/log.o
-$(OUT)/tests/test_pool: $(OUT)/san/pool.o $(OUT)/san/config.o $(OUT)/san/rules.o $(OUT)/san/log.o
+$(OUT)/tests/test_config: $(OUT)/san/config.o $(OUT)/san/config_keys.o $(OUT)/san/pool.o $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o
+$(OUT)/tests/test_rules: $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o
+$(OUT)/tests/test_pool: $(OUT)/san/pool.o $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o
 $(OUT)/tests/test_http: $(OUT)/san/http.o $(OUT)/san/log.o $(SAN_LLHTTP)
 
 $(OUT)/tests/%: tests/unit/%.c | $(OUT)/tests
@@ -133,6 +135,8 @@ integration: test-deps all
 
 test: test-deps all
 	$(Q)$(MAKE) --no-print-directory unit-run
+	$(Q)$(MAKE) --no-print-directory callgraph
+	$(Q)$(MAKE) --no-print-directory kernel-test-run
 	$(Q)$(MAKE) --no-print-directory bench-smoke
 	$(Q)$(MAKE) --no-print-directory fuzz-smoke
 	$(Q)python3 tests/integration/run.py
@@ -146,7 +150,12 @@ run: all
 clean:
 	$(Q)rm -rf $(OUT)
 
+# Calls between the daemon's files go one way: this fails on any circle.
+callgraph: binaries
+	$(Q)python3 tools/callgraph.py --check $(OUT) $(MODULES) tunnelgated
+
 include tools/bench.mk
+include tests/kernel/kernel.mk
 include tests/fuzz/fuzz.mk
 
 -include $(wildcard $(OUT)/*.d $(OUT)/san/*.d)

@@ -9,8 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
+
+#include "addr.h"
 
 #define CFG_MAX_LISTEN 16
 #define CFG_NAME_MAX 64
@@ -24,25 +24,18 @@ enum pause_mode { PAUSE_SOCKOPS, PAUSE_HOLD };
 enum balance { BAL_ROUNDROBIN, BAL_LEASTCONN, BAL_SOURCE, BAL_TARGET };
 enum rule_action { ACT_REJECT, ACT_POOL, ACT_TUNNEL };
 
-struct sockaddr_any {
-	union {
-		struct sockaddr sa;
-		struct sockaddr_in in;
-		struct sockaddr_in6 in6;
-		struct sockaddr_storage ss;
-	};
-	socklen_t len;
-};
+struct server_state;
 
 /* An upstream proxy server of a pool. */
 struct server {
 	struct sockaddr_any addr;
 	char name[CFG_NAME_MAX]; /* "ip:port" or "[ip6]:port", for logs and the CLI */
 	unsigned weight;         /* 1..1000, default 1 */
-	/* Balancer state, owned by pool.c (mutable even in a loaded config). */
-	unsigned active;         /* open connections through this server */
-	int cur_weight;          /* smooth weighted round robin */
-	uint64_t picks, failures;
+	/*
+	 * Its runtime state (pool.c), shared with every other loaded config that has
+	 * the same server in a pool of the same name: a reload keeps the counts.
+	 */
+	struct server_state *state;
 };
 
 struct pool {
@@ -120,25 +113,13 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
 /* Free everything config_load() allocated. Safe on a zeroed or failed config. */
 void config_free(struct config *cfg);
 
+/* Drop a reference to the heap-allocated @cfg (cfg->refs); the last one frees it. */
+void config_put(struct config *cfg);
+
 /* The configuration name of @b ("roundrobin", ...). */
 const char *config_balance_name(enum balance b);
 
 /* True if CONNECT to @port is allowed by connect_ports. */
 bool config_port_allowed(const struct config *cfg, unsigned port);
-
-/*
- * Parse "host:port" / "[v6]:port" into @out, resolving host names with getaddrinfo.
- * Returns 0 or -EINVAL / -ENOENT.
- */
-int parse_hostport(const char *s, struct sockaddr_any *out);
-
-/* Format @a as "ip:port" or "[ip6]:port" into @buf; returns @buf. */
-char *sockaddr_fmt(const struct sockaddr_any *a, char *buf, size_t len);
-
-/*
- * @a's IP as 16 bytes into @out, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d) so that both
- * spellings of a host compare equal. Returns false, with @out zeroed, for other families.
- */
-bool sockaddr_ip16(const struct sockaddr_any *a, uint8_t out[16]);
 
 #endif

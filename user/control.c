@@ -16,10 +16,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "buf.h"
+#include "conn.h"
 #include "control.h"
 #include "fsutil.h"
-#include "gateway.h"
 #include "log.h"
+#include "pool.h"
+#include "relay.h"
 #include "tunnel.h"
 
 #define CTL_MAX_REQUEST 256
@@ -68,14 +71,14 @@ int control_open(struct gateway *gw, const char *path)
 	chmod(path, 0600);
 	gw->ctl = (struct handle){ .kind = H_CONTROL, .fd = fd, .owner = gw };
 	snprintf(gw->ctl_path, sizeof(gw->ctl_path), "%s", path);
-	return gw_set_events(gw, &gw->ctl, EPOLLIN);
+	return ev_set(&gw->ctl, EPOLLIN);
 }
 
 void control_close(struct gateway *gw)
 {
 	if (gw->ctl.fd < 0)
 		return;
-	gw_forget(&gw->ctl);
+	ev_forget(&gw->ctl);
 	unlink(gw->ctl_path);
 }
 
@@ -104,26 +107,26 @@ static void cmd_list(struct gateway *gw, struct ctl_client *cc)
 
 		if (c->state != CS_TUNNEL)
 			continue;
-		tunnel_counters(c, &n);
+		tunnel_counters(c->tun, &n);
 		out(cc, "%" PRIu64 "\t%s\t%s\t%s\t%s\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64
 			"\t%" PRIu64 "\t%" PRIu64 "\n",
-		    c->tunnel_id, c->cname, c->server ? c->uname : "direct", c->target,
-		    relay_kind_name(c->relay), n.up, n.down,
-		    now - c->tunnel_start_ms, n.idle_ms, n.copied_up, n.copied_down);
+		    c->tun->id, c->cname, c->server ? c->uname : "direct", c->target,
+		    relay_kind_name(c->tun->kind), n.up, n.down,
+		    now - c->tun->start_ms, n.idle_ms, n.copied_up, n.copied_down);
 	}
 }
 
 /* Kernel relay bytes of all tunnels, open and closed: relayed in the kernel and copied. */
 static void relay_bytes(struct gateway *gw, uint64_t *kernel, uint64_t *copied)
 {
-	*kernel = gw->stats.bytes_kernel;
-	*copied = gw->stats.bytes_copied;
+	*kernel = gw->tunnels.stats.bytes_kernel;
+	*copied = gw->tunnels.stats.bytes_copied;
 	for (struct conn *c = gw->conns; c; c = c->next) {
 		struct tunnel_counts n;
 
-		if (c->state != CS_TUNNEL || c->relay != RK_SOCKMAP)
+		if (c->state != CS_TUNNEL || c->tun->kind != RK_SOCKMAP)
 			continue;
-		tunnel_counters(c, &n);
+		tunnel_counters(c->tun, &n);
 		*kernel += n.up + n.down - n.copied_up - n.copied_down;
 		*copied += n.copied_up + n.copied_down;
 	}
@@ -131,29 +134,31 @@ static void relay_bytes(struct gateway *gw, uint64_t *kernel, uint64_t *copied)
 
 static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 {
-	const struct gw_stats *s = &gw->stats;
+	const struct req_stats *s = &gw->stats;
+	const struct tunnels *ts = &gw->tunnels;
+	const struct relay_stats *r = &ts->stats;
 	uint64_t kernel, copied;
 
-	out(cc, "relay\t%s\n", relay_kind_name(gw->default_relay));
+	out(cc, "relay\t%s\n", relay_kind_name(ts->default_kind));
 	out(cc, "connections\t%u\n", gw->nconns);
-	out(cc, "tunnels_open\t%u\n", gw->ntunnels);
+	out(cc, "tunnels_open\t%u\n", ts->open);
 	out(cc, "accepted\t%" PRIu64 "\n", s->accepted);
 	out(cc, "requests\t%" PRIu64 "\n", s->requests);
-	out(cc, "tunnels_total\t%" PRIu64 "\n", s->tunnels_total);
-	out(cc, "tunnels_sockmap\t%" PRIu64 "\n", s->tunnels_sockmap);
-	out(cc, "tunnels_splice\t%" PRIu64 "\n", s->tunnels_splice);
+	out(cc, "tunnels_total\t%" PRIu64 "\n", r->tunnels_total);
+	out(cc, "tunnels_sockmap\t%" PRIu64 "\n", r->tunnels_sockmap);
+	out(cc, "tunnels_splice\t%" PRIu64 "\n", r->tunnels_splice);
 	out(cc, "rejected\t%" PRIu64 "\n", s->rejected);
 	out(cc, "bad_requests\t%" PRIu64 "\n", s->bad_requests);
 	out(cc, "upstream_errors\t%" PRIu64 "\n", s->upstream_errors);
 	out(cc, "timeouts\t%" PRIu64 "\n", s->timeouts);
-	out(cc, "pause\t%s\n", !gw->relay ? "-" : relay_pausing(gw->relay) ? "sockops" : "hold");
-	out(cc, "holds\t%" PRIu64 "\n", s->holds);
-	out(cc, "pauses\t%" PRIu64 "\n", s->pauses);
+	out(cc, "pause\t%s\n", !ts->relay ? "-" : relay_pausing(ts->relay) ? "sockops" : "hold");
+	out(cc, "holds\t%" PRIu64 "\n", r->holds);
+	out(cc, "pauses\t%" PRIu64 "\n", r->pauses);
 	relay_bytes(gw, &kernel, &copied);
 	out(cc, "bytes_kernel\t%" PRIu64 "\n", kernel);
 	out(cc, "bytes_copied\t%" PRIu64 "\n", copied);
-	out(cc, "bytes_up_closed\t%" PRIu64 "\n", s->bytes_up);
-	out(cc, "bytes_down_closed\t%" PRIu64 "\n", s->bytes_down);
+	out(cc, "bytes_up_closed\t%" PRIu64 "\n", r->bytes_up);
+	out(cc, "bytes_down_closed\t%" PRIu64 "\n", r->bytes_down);
 }
 
 static void cmd_pools(struct gateway *gw, struct ctl_client *cc)
@@ -171,8 +176,8 @@ static void cmd_pools(struct gateway *gw, struct ctl_client *cc)
 			const struct server *s = &p->servers[j];
 
 			out(cc, "%s\t%s\t%s\t%u\t%u\t%" PRIu64 "\t%" PRIu64 "\n", p->name,
-			    config_balance_name(p->balance), s->name, s->weight, s->active, s->picks,
-			    s->failures);
+			    config_balance_name(p->balance), s->name, s->weight, s->state->active,
+			    s->state->picks, s->state->failures);
 		}
 	}
 }
@@ -187,7 +192,7 @@ static void cmd_kill(struct gateway *gw, struct ctl_client *cc, const char *arg)
 		return;
 	}
 	for (struct conn *c = gw->conns; c; c = c->next) {
-		if (c->state == CS_TUNNEL && c->tunnel_id == id) {
+		if (c->state == CS_TUNNEL && c->tun->id == id) {
 			conn_close(c, "killed by tunnelctl");
 			out(cc, "ok\n");
 			return;
@@ -198,7 +203,7 @@ static void cmd_kill(struct gateway *gw, struct ctl_client *cc, const char *arg)
 
 static void ctl_client_close(struct ctl_client *cc)
 {
-	gw_forget(&cc->h);
+	ev_forget(&cc->h);
 	free(cc->out.data);
 	free(cc);
 }
@@ -237,7 +242,7 @@ void control_event(struct gateway *gw, struct handle *h, uint32_t events)
 				return;
 			}
 			cc->h = (struct handle){ .kind = H_CTL_CLIENT, .fd = fd, .owner = cc };
-			gw_set_events(gw, &cc->h, EPOLLIN);
+			ev_set(&cc->h, EPOLLIN);
 		}
 		return;
 	}
@@ -259,7 +264,7 @@ void control_event(struct gateway *gw, struct handle *h, uint32_t events)
 	}
 	n = obuf_flush(&cc->out, h->fd);
 	if (n == -EAGAIN) {
-		gw_set_events(gw, h, EPOLLOUT);
+		ev_set(h, EPOLLOUT);
 		return;
 	}
 	ctl_client_close(cc);

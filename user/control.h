@@ -5,7 +5,8 @@
 
 #include <stdint.h>
 
-#include "gateway.h"
+#include "ev.h"
+#include "gateway-t.h"
 
 /* Listen on the unix socket @path (mode 0600, parent dirs created). Returns 0 or -errno. */
 int control_open(struct gateway *gw, const char *path);

@@ -1,9 +1,48 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Upstream selection within a pool. */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pool.h"
+
+static struct server_state *states; /* every server_state alive */
+
+struct server_state *server_state_get(const char *pool, const struct sockaddr_any *addr)
+{
+	struct server_state *st;
+
+	for (st = states; st; st = st->next)
+		if (!strcmp(st->pool, pool) && st->addr.len == addr->len &&
+		    !memcmp(&st->addr.ss, &addr->ss, addr->len)) {
+			st->refs++;
+			return st;
+		}
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	snprintf(st->pool, sizeof(st->pool), "%s", pool);
+	st->addr = *addr;
+	st->refs = 1;
+	st->next = states;
+	states = st;
+	return st;
+}
+
+void server_state_put(struct server_state *st)
+{
+	struct server_state **pp;
+
+	if (!st || --st->refs)
+		return;
+	for (pp = &states; *pp; pp = &(*pp)->next)
+		if (*pp == st) {
+			*pp = st->next;
+			break;
+		}
+	free(st);
+}
 
 /* Config guarantees 1..1000; a hand-built pool with 0 must not divide by zero. */
 static unsigned weight(const struct server *s)
@@ -25,13 +64,13 @@ static struct server *pick_roundrobin(struct pool *p, const struct server *exclu
 
 		if (s == exclude)
 			continue;
-		s->cur_weight += weight(s);
+		s->state->cur_weight += weight(s);
 		total += weight(s);
-		if (!best || s->cur_weight > best->cur_weight)
+		if (!best || s->state->cur_weight > best->state->cur_weight)
 			best = s;
 	}
 	if (best)
-		best->cur_weight -= total;
+		best->state->cur_weight -= total;
 	return best;
 }
 
@@ -54,10 +93,10 @@ static struct server *pick_leastconn(struct pool *p, const struct server *exclud
 			continue;
 		}
 		/* a/wa < b/wb without division */
-		load = (uint64_t)s->active * weight(best);
-		best_load = (uint64_t)best->active * weight(s);
+		load = (uint64_t)s->state->active * weight(best);
+		best_load = (uint64_t)best->state->active * weight(s);
 		if (load < best_load ||
-		    (load == best_load && s->picks * weight(best) < best->picks * weight(s)))
+		    (load == best_load && s->state->picks * weight(best) < best->state->picks * weight(s)))
 			best = s;
 	}
 	return best;
@@ -138,13 +177,13 @@ struct server *pool_pick(struct pool *p, const struct sockaddr_any *client, cons
 		errno = ENOENT;
 		return NULL;
 	}
-	s->active++;
-	s->picks++;
+	s->state->active++;
+	s->state->picks++;
 	return s;
 }
 
 void pool_release(struct server *s)
 {
-	if (s && s->active)
-		s->active--;
+	if (s && s->state->active)
+		s->state->active--;
 }

@@ -6,6 +6,26 @@
 #include "config.h"
 
 /*
+ * The balancer's state of one server: a runtime object, not config. Every loaded
+ * config that has a server of this address in a pool of this name points at the same
+ * one, so connections of an old config and of the new one count together.
+ */
+struct server_state {
+	char pool[CFG_NAME_MAX];
+	struct sockaddr_any addr;
+	unsigned refs;           /* servers of loaded configs that point here */
+	unsigned active;         /* open connections through this server */
+	int cur_weight;          /* smooth weighted round robin */
+	uint64_t picks, failures;
+	struct server_state *next;
+};
+
+/* The state of server @addr of pool @pool, made on first use; one more reference. */
+struct server_state *server_state_get(const char *pool, const struct sockaddr_any *addr);
+/* Drop a reference; the last one frees it. Safe on NULL. */
+void server_state_put(struct server_state *st);
+
+/*
  * Pick a server of @p for a request from @client to @target ("host:port"), skipping
  * @exclude (a server that just failed; may be NULL). roundrobin is smooth weighted
  * round robin; leastconn picks the lowest active/weight; source and target hash the

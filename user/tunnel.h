@@ -1,31 +1,33 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Relaying established tunnels: in the kernel (sockhash + verdict) or with splice(). */
+/*
+ * Established tunnels (CS_ESTABLISHED, CS_HANDOFF, CS_TUNNEL): the hand-off of the
+ * bytes the daemon read past the heads, then the relay (kernel or splice), the reset
+ * drain, the watch list that polls what epoll cannot tell, and the teardown.
+ */
 #ifndef TUNNELGATE_TUNNEL_H
 #define TUNNELGATE_TUNNEL_H
 
 #include <stdint.h>
 
-#include "gateway.h"
+#include "config.h"
+#include "conn-t.h"
+#include "tunnel-t.h"
 
-/* Both sockets are connected, both pending buffers flushed: start relaying. */
-void tunnel_start(struct conn *c);
-/* An epoll event on one of a tunnel's sockets. */
+/* CS_ESTABLISHED: write what was read past the heads, then start the relay. */
+void tunnel_handoff(struct conn *c);
+/* CS_HANDOFF: a socket turned writable. */
+void tunnel_handoff_event(struct conn *c);
+/* CS_TUNNEL: an epoll event on one of the tunnel's sockets. */
 void tunnel_event(struct conn *c, struct handle *h, uint32_t events);
 /* Check watched tunnels due now; returns ms until the next check, or -1 for none. */
-int tunnel_watch_poll(struct gateway *gw);
-/* Counters of an open tunnel as the CLI shows them. */
-struct tunnel_counts {
-	uint64_t up, down;      /* bytes client -> upstream and back, all of them */
-	/*
-	 * Of those, the bytes the daemon copied itself: forwarded before the hand-off,
-	 * held, and the tail after a pause that could not be undone. 0 for splice.
-	 */
-	uint64_t copied_up, copied_down;
-	uint64_t idle_ms;       /* since the last byte either way */
-};
-void tunnel_counters(struct conn *c, struct tunnel_counts *n);
-/* The connection closes: log the tunnel, count it, take it out of the relay. */
-void tunnel_teardown(struct conn *c);
+int tunnel_watch_poll(struct tunnels *ts);
+/* Counters of an open tunnel. */
+void tunnel_counters(const struct tunnel *t, struct tunnel_counts *n);
+/*
+ * Take the relay bounds of @cfg (max_backlog_bytes, relay socket buffers): tunnels
+ * open and new read the same bound the verdict program enforces.
+ */
+void tunnels_set_bounds(struct tunnels *ts, const struct config *cfg);
 /* "sockmap", "splice", or "-" for a connection that relays nothing. */
 const char *relay_kind_name(enum relay_kind k);
 

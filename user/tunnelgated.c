@@ -9,8 +9,8 @@
 #include <bpf/libbpf.h>
 
 #include "config.h"
-#include "gateway.h"
 #include "log.h"
+#include "loop.h"
 
 /*
  * libbpf's own lines only with -v: a failed load is reported once, by us, with the

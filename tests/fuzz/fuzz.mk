@@ -28,11 +28,11 @@ FUZZ_LLHTTP  := $(addprefix $(FUZZ_DIR)/llhttp-,api.o http.o llhttp.o)
 FUZZ_HDRS    := $(wildcard user/*.h include/*.h) $(LLHTTP_H)/llhttp.h
 FUZZ_OPTS    := -max_len=16384 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 
-# What each target compiles in besides itself. config.c's host names go through the
+# What each target compiles in besides itself. addr.c's host names go through the
 # getaddrinfo wrap in fuzz_config.c: no DNS while fuzzing.
 FUZZ_SRCS_http   := user/http.c user/log.c
-FUZZ_SRCS_rules  := user/rules.c user/config.c user/log.c
-FUZZ_SRCS_config := user/config.c user/rules.c user/log.c
+FUZZ_SRCS_rules  := user/rules.c user/config.c user/config_keys.c user/addr.c user/pool.c user/log.c
+FUZZ_SRCS_config := user/config.c user/config_keys.c user/addr.c user/pool.c user/rules.c user/log.c
 FUZZ_LINK_http   := $(FUZZ_LLHTTP)
 FUZZ_LINK_rules  :=
 FUZZ_LINK_config := -Wl,--wrap=getaddrinfo

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "pool.h"
 
 /* The fixture owns the temp file and the config: a failed assert longjmps past us. */
 struct fx {
@@ -307,8 +308,42 @@ static void test_servers_and_weights(void **state)
 	assert_int_equal(p->servers[2].weight, 7);
 	assert_int_equal(p->servers[3].weight, 1000);
 	assert_string_equal(p->servers[3].name, "127.0.0.1:8004");
-	assert_int_equal(p->servers[3].active, 0);
+	assert_int_equal(p->servers[3].state->active, 0);
 	assert_int_equal(fx->cfg.pools[2].balance, BAL_TARGET);
+}
+
+/*
+ * A reload loads a second config while the first still serves connections: a server
+ * of the same pool and address in both shares one runtime state, so counts carry
+ * over; another pool's server of the same address, or a new address, does not.
+ */
+static void test_server_state_shared(void **state)
+{
+	struct fx *fx = *state;
+	struct config old;
+	struct server_state *a, *b;
+
+	load_ok(fx, MINIMAL "[pool up]\nbalance = leastconn\nserver = 127.0.0.1:8001\n"
+		"server = 127.0.0.1:8002\n[route]\ndefault = up\n");
+	old = fx->cfg; /* keep it loaded, as connections keep an old config */
+	memset(&fx->cfg, 0, sizeof(fx->cfg));
+	a = old.pools[1].servers[0].state;
+	b = old.pools[1].servers[1].state;
+	a->active = 3;
+	a->picks = 7;
+	load_ok(fx, MINIMAL "[pool up]\nserver = 127.0.0.1:8003\nserver = 127.0.0.1:8001 weight=2\n"
+		"[pool other]\nserver = 127.0.0.1:8002\n[route]\ndefault = up\n");
+	assert_ptr_equal(fx->cfg.pools[1].servers[1].state, a);
+	assert_int_equal(fx->cfg.pools[1].servers[1].state->active, 3);
+	assert_int_equal(fx->cfg.pools[1].servers[1].state->picks, 7);
+	assert_int_equal(a->refs, 2);
+	assert_ptr_not_equal(fx->cfg.pools[1].servers[0].state, a);
+	assert_ptr_not_equal(fx->cfg.pools[2].servers[0].state, b); /* other pool */
+	assert_int_equal(fx->cfg.pools[1].servers[0].state->active, 0);
+	/* The old config goes with its last connection; the shared state stays. */
+	config_free(&old);
+	assert_int_equal(a->refs, 1);
+	assert_int_equal(fx->cfg.pools[1].servers[1].state->active, 3);
 }
 
 static void test_other_values(void **state)
@@ -650,6 +685,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_connect_ports, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_repeat_and_v6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_servers_and_weights, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_state_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syntax_variants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),

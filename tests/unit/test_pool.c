@@ -19,6 +19,7 @@
 struct pool_fx {
 	struct pool pool;
 	struct server servers[MAX_SERVERS];
+	struct server_state states[MAX_SERVERS];
 };
 
 static struct pool *make_pool(struct pool_fx *fx, enum balance bal, const unsigned *weights)
@@ -30,6 +31,7 @@ static struct pool *make_pool(struct pool_fx *fx, enum balance bal, const unsign
 	for (unsigned i = 0; i < MAX_SERVERS && weights[i]; i++) {
 		fx->servers[i].name[0] = 'a' + i;
 		fx->servers[i].weight = weights[i];
+		fx->servers[i].state = &fx->states[i];
 		fx->pool.nservers++;
 	}
 	return &fx->pool;
@@ -99,14 +101,14 @@ static void test_roundrobin_1_2(void **state)
 	assert_int_equal(count[0], 10);
 	assert_int_equal(count[1], 20);
 	assert_true(max_run_b <= 2);
-	assert_int_equal(fx.servers[0].picks, 10);
-	assert_int_equal(fx.servers[1].picks, 20);
-	assert_int_equal(fx.servers[0].active, 10); /* nothing released */
+	assert_int_equal(fx.states[0].picks, 10);
+	assert_int_equal(fx.states[1].picks, 20);
+	assert_int_equal(fx.states[0].active, 10); /* nothing released */
 	for (int i = 0; i < 10; i++)
 		pool_release(&fx.servers[0]);
-	assert_int_equal(fx.servers[0].active, 0);
+	assert_int_equal(fx.states[0].active, 0);
 	pool_release(&fx.servers[0]); /* never below zero */
-	assert_int_equal(fx.servers[0].active, 0);
+	assert_int_equal(fx.states[0].active, 0);
 	pool_release(NULL);
 }
 
@@ -173,9 +175,9 @@ static void test_leastconn(void **state)
 
 	/* long connections: the least loaded wins */
 	make_pool(&fx, BAL_LEASTCONN, (const unsigned[]){ 1, 1, 1, 0 });
-	fx.servers[0].active = 5;
-	fx.servers[1].active = 2;
-	fx.servers[2].active = 3;
+	fx.states[0].active = 5;
+	fx.states[1].active = 2;
+	fx.states[2].active = 3;
 	assert_int_equal(pick_name(p, NULL, NULL, NULL), 'b'); /* 5 3 3 */
 	assert_int_equal(pick_name(p, NULL, NULL, NULL), 'c'); /* 5 3 4: tie, c fewer picks */
 	assert_int_equal(pick_name(p, NULL, NULL, NULL), 'b'); /* 5 4 4 */
@@ -188,8 +190,8 @@ static void test_leastconn(void **state)
 	make_pool(&fx, BAL_LEASTCONN, (const unsigned[]){ 1, 3, 0 });
 	for (int i = 0; i < 40; i++)
 		pick_name(p, NULL, NULL, NULL);
-	assert_int_equal(fx.servers[0].active, 10);
-	assert_int_equal(fx.servers[1].active, 30);
+	assert_int_equal(fx.states[0].active, 10);
+	assert_int_equal(fx.states[1].active, 30);
 }
 
 static struct sockaddr_any v4(const char *ip, unsigned port)

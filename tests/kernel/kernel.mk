@@ -1,0 +1,21 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Kernel tests: the relay's BPF programs run for real on loopback sockets, each test in
+# a network namespace of its own (so they need root). Included by the Makefile, which
+# provides OUT, CC, CFLAGS, INCLUDES, Q, msg and the rule for $(OUT)/relay.skel.h.
+#
+#   make kernel-test-run     build and run every kernel test; fails on the first failure
+
+KERNEL_TESTS := $(OUT)/tests/test_verdict
+
+.PHONY: kernel-test-run
+
+# Plain CFLAGS, no sanitizers: the code under test is the BPF program, not this one.
+$(OUT)/tests/test_verdict: tests/kernel/test_verdict.c $(OUT)/relay.skel.h \
+		include/relay_shared.h | $(OUT)/tests
+	$(call msg,TEST-CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(INCLUDES) $< -lbpf -lelf -lz -o $@
+
+kernel-test-run: $(KERNEL_TESTS)
+	$(Q)for t in $(KERNEL_TESTS); do echo "== $$t"; $$t || exit 1; done
+
+-include $(OUT)/tests/test_verdict.d

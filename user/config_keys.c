@@ -1,0 +1,499 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The keys of each config section: one setter per key that checks the value and
+ * stores it in struct config, the key tables that config.c looks keys up in, and the
+ * [rule] conditions (host, path, method, client address lists) in their stored form.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+#include "config_keys.h"
+#include "rules.h"
+
+#define TIMEOUT_MAX 86400000ULL /* one day, in ms */
+
+int cfg_fail_at(struct parser *ps, int err, int line, const char *fmt, ...)
+{
+	va_list ap;
+	int n = 0;
+
+	if (ps->err)
+		return ps->err;
+	ps->err = err;
+	ps->err_line = line;
+	if (!ps->errlen)
+		return err;
+	if (line)
+		n = snprintf(ps->errbuf, ps->errlen, "%s:%d: ", ps->path, line);
+	else
+		n = snprintf(ps->errbuf, ps->errlen, "%s: ", ps->path);
+	if (n >= 0 && (size_t)n < ps->errlen) {
+		va_start(ap, fmt);
+		vsnprintf(ps->errbuf + n, ps->errlen - n, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+char *cfg_trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+bool cfg_valid_name(const char *s)
+{
+	if (!*s || strlen(s) >= CFG_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("-_.", *s))
+			return false;
+	return true;
+}
+
+/* ---- [gateway] ---- */
+
+static int set_listen(struct parser *ps, const struct key_def *k, const char *v)
+{
+	struct config *cfg = ps->cfg;
+	struct sockaddr_any a;
+	char name[CFG_NAME_MAX];
+	int err;
+
+	(void)k;
+	if (cfg->nlisten == CFG_MAX_LISTEN)
+		return fail(ps, "too many listen addresses (at most %d); remove some", CFG_MAX_LISTEN);
+	err = parse_hostport(v, &a);
+	if (err == -ENOENT)
+		return fail(ps, "listen '%s': cannot resolve the host name; use an IP address", v);
+	if (err)
+		return fail(ps, "listen '%s' is not host:port (e.g. 127.0.0.1:3128 or [::1]:3128, port 1-65535)",
+			    v);
+	for (unsigned i = 0; i < cfg->nlisten; i++)
+		if (cfg->listen[i].len == a.len && !memcmp(&cfg->listen[i].ss, &a.ss, a.len))
+			return fail(ps, "listen address %s is given twice; remove one",
+				    sockaddr_fmt(&a, name, sizeof(name)));
+	cfg->listen[cfg->nlisten++] = a;
+	return 0;
+}
+
+static int set_relay(struct parser *ps, const struct key_def *k, const char *v)
+{
+	static const char *const names[] = { "auto", "sockmap", "splice" };
+
+	(void)k;
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!strcmp(v, names[i])) {
+			ps->cfg->relay = (enum relay_mode)i;
+			return 0;
+		}
+	}
+	return fail(ps, "relay '%s' is not one of auto, sockmap, splice", v);
+}
+
+static int set_pause(struct parser *ps, const struct key_def *k, const char *v)
+{
+	(void)k;
+	if (!strcmp(v, "sockops"))
+		ps->cfg->pause = PAUSE_SOCKOPS;
+	else if (!strcmp(v, "hold"))
+		ps->cfg->pause = PAUSE_HOLD;
+	else
+		return fail(ps, "pause '%s' is not one of sockops, hold", v);
+	return 0;
+}
+
+/* A string option stored in a fixed buffer of struct config. */
+static int set_string(struct parser *ps, const struct key_def *k, const char *v)
+{
+	if (strlen(v) >= k->size)
+		return fail(ps, "%s is longer than %zu bytes; use a shorter path", k->name, k->size - 1);
+	strcpy((char *)ps->cfg + k->off, v);
+	return 0;
+}
+
+/* A number option of struct config (unsigned or uint64_t) within [k->min, k->max]. */
+static int set_number(struct parser *ps, const struct key_def *k, const char *v)
+{
+	unsigned long long n;
+	void *field = (char *)ps->cfg + k->off;
+
+	if (parse_ull(v, &n) || n < k->min || n > k->max)
+		return fail(ps, "%s = '%s' is not a whole decimal number in %llu..%llu", k->name, v,
+			    k->min, k->max);
+	if (k->size == sizeof(uint64_t))
+		*(uint64_t *)field = n;
+	else
+		*(unsigned *)field = n;
+	return 0;
+}
+
+static int set_connect_ports(struct parser *ps, const struct key_def *k, const char *v)
+{
+	struct config *cfg = ps->cfg;
+	char *copy, *item, *next;
+	int err = 0;
+
+	(void)k;
+	memset(cfg->connect_ports, 0, sizeof(cfg->connect_ports));
+	cfg->connect_ports_any = !strcmp(v, "*");
+	if (cfg->connect_ports_any)
+		return 0;
+	copy = strdup(v);
+	if (!copy)
+		return cfg_fail_at(ps, -ENOMEM, ps->lineno, "out of memory");
+	/* strtok_r would skip empty items ("443,,80"): a typo we want to report. */
+	for (item = copy; item; item = next) {
+		char *comma = strchr(item, ',');
+		unsigned lo, hi;
+		char *dash;
+
+		next = comma ? comma + 1 : NULL;
+		if (comma)
+			*comma = '\0';
+		item = cfg_trim(item);
+		dash = strchr(item, '-');
+		if (dash)
+			*dash = '\0';
+		if (parse_port(cfg_trim(item), &lo) || (dash && parse_port(cfg_trim(dash + 1), &hi)) ||
+		    (dash && hi < lo)) {
+			err = fail(ps, "connect_ports '%s': each item must be a port 1-65535 or a range "
+				   "LOW-HIGH, comma separated (e.g. 443, 8443, 9000-9100), or '*'", v);
+			break;
+		}
+		if (!dash)
+			hi = lo;
+		for (unsigned p = lo; p <= hi; p++)
+			cfg->connect_ports[p / 8] |= 1u << (p % 8);
+	}
+	free(copy);
+	return err;
+}
+
+/* ---- [pool NAME] ---- */
+
+/* Names of enum balance, in its order. */
+const char *const cfg_balance_names[BAL_TARGET + 1] = {
+	"roundrobin", "leastconn", "source", "target"
+};
+
+static int set_balance(struct parser *ps, const struct key_def *k, const char *v)
+{
+	(void)k;
+	for (unsigned i = 0; i < sizeof(cfg_balance_names) / sizeof(cfg_balance_names[0]); i++) {
+		if (!strcmp(v, cfg_balance_names[i])) {
+			cur_pool(ps)->balance = (enum balance)i;
+			return 0;
+		}
+	}
+	return fail(ps, "balance '%s' is not one of roundrobin, leastconn, source, target", v);
+}
+
+/* "host:port [weight=N]" */
+static int set_server(struct parser *ps, const struct key_def *k, const char *v)
+{
+	struct pool *p = cur_pool(ps);
+	struct server *s, *servers;
+	char *copy, *tok, *save = NULL;
+	unsigned long long w;
+	int err;
+
+	(void)k;
+	if (p->direct)
+		return fail(ps, "pool '%s' is direct = yes and cannot also have servers; remove one of them",
+			    p->name);
+	servers = realloc(p->servers, (p->nservers + 1) * sizeof(*servers));
+	if (!servers)
+		return cfg_fail_at(ps, -ENOMEM, ps->lineno, "out of memory");
+	p->servers = servers;
+	s = &servers[p->nservers];
+	memset(s, 0, sizeof(*s));
+	s->weight = 1;
+
+	copy = strdup(v);
+	if (!copy)
+		return cfg_fail_at(ps, -ENOMEM, ps->lineno, "out of memory");
+	tok = strtok_r(copy, " \t", &save);
+	err = parse_hostport(tok, &s->addr);
+	if (err == -ENOENT)
+		err = fail(ps, "server '%s': cannot resolve the host name", tok);
+	else if (err)
+		err = fail(ps, "server '%s' is not host:port (e.g. 127.0.0.1:8888 or [::1]:8888, port 1-65535)",
+			   tok);
+	while (!err && (tok = strtok_r(NULL, " \t", &save))) {
+		if (strncmp(tok, "weight=", 7))
+			err = fail(ps, "server option '%s' is not known (expected weight=N)", tok);
+		else if (parse_ull(tok + 7, &w) || w < 1 || w > 1000)
+			err = fail(ps, "server weight '%s' is not a whole number in 1..1000", tok + 7);
+		else
+			s->weight = w;
+	}
+	free(copy);
+	if (err)
+		return err;
+	sockaddr_fmt(&s->addr, s->name, sizeof(s->name));
+	for (unsigned i = 0; i < p->nservers; i++)
+		if (!strcmp(p->servers[i].name, s->name))
+			return fail(ps, "server %s is listed twice in pool '%s'; use weight=N instead",
+				    s->name, p->name);
+	p->nservers++;
+	return 0;
+}
+
+static int set_x_forwarded_for(struct parser *ps, const struct key_def *k, const char *v)
+{
+	(void)k;
+	if (strcmp(v, "yes") && strcmp(v, "no"))
+		return fail(ps, "x_forwarded_for '%s' must be yes or no", v);
+	ps->cfg->x_forwarded_for = !strcmp(v, "yes");
+	return 0;
+}
+
+static int set_direct(struct parser *ps, const struct key_def *k, const char *v)
+{
+	struct pool *p = cur_pool(ps);
+
+	(void)k;
+	if (strcmp(v, "yes") && strcmp(v, "no"))
+		return fail(ps, "direct '%s' must be yes or no", v);
+	p->direct = !strcmp(v, "yes");
+	if (p->direct && p->nservers)
+		return fail(ps, "pool '%s' has servers and cannot also be direct = yes; remove one of them",
+			    p->name);
+	return 0;
+}
+
+/* ---- [rule NAME] ---- */
+
+static int set_host(struct parser *ps, const struct key_def *k, const char *v)
+{
+	struct in6_addr a6;
+	char host[256];
+	size_t n = strlen(v);
+
+	(void)k;
+	/* Requests carry IPv6 hosts without brackets: store them that way. */
+	if (v[0] == '[' && n > 2 && v[n - 1] == ']' && n - 2 < sizeof(host)) {
+		memcpy(host, v + 1, n - 2);
+		host[n - 2] = '\0';
+	} else if (n < sizeof(host)) {
+		strcpy(host, v);
+	} else {
+		return fail(ps, "host is longer than %zu bytes", sizeof(host) - 1);
+	}
+	if (strchr(host, ':') && inet_pton(AF_INET6, host, &a6) != 1)
+		return fail(ps, "host '%s' must be a host name without a port (ports are ignored when matching)",
+			    v);
+	for (char *c = host; *c; c++) {
+		if (!isalnum((unsigned char)*c) && !strchr("-._:", *c))
+			return fail(ps, "host '%s' is not a host name or IP address", v);
+		*c = tolower((unsigned char)*c);
+	}
+	cur_rule(ps)->host = strdup(host);
+	if (!cur_rule(ps)->host)
+		return cfg_fail_at(ps, -ENOMEM, ps->lineno, "out of memory");
+	return 0;
+}
+
+static int set_path_prefix(struct parser *ps, const struct key_def *k, const char *v)
+{
+	size_t n = strlen(v);
+	char *norm;
+
+	(void)k;
+	if (v[0] != '/')
+		return fail(ps, "path_prefix '%s' must start with '/'", v);
+	norm = malloc(n + 2);
+	if (!norm)
+		return cfg_fail_at(ps, -ENOMEM, ps->lineno, "out of memory");
+	/* Stored normalised, as request paths are compared after normalisation. */
+	if (path_normalise(v, n, norm, n + 2) < 0) {
+		free(norm);
+		return fail(ps, "path_prefix '%s' is not a valid path", v);
+	}
+	cur_rule(ps)->path_prefix = norm;
+	return 0;
+}
+
+static int set_method(struct parser *ps, const struct key_def *k, const char *v)
+{
+	char *m;
+
+	(void)k;
+	for (const char *c = v; *c; c++)
+		if (!isalpha((unsigned char)*c) && *c != '-' && *c != '_')
+			return fail(ps, "method '%s' is not an HTTP method name (e.g. GET, CONNECT)", v);
+	m = strdup(v);
+	if (!m)
+		return cfg_fail_at(ps, -ENOMEM, ps->lineno, "out of memory");
+	for (char *c = m; *c; c++)
+		*c = toupper((unsigned char)*c);
+	cur_rule(ps)->method = m;
+	return 0;
+}
+
+/* A comma list of CIDRs into a malloc'd array. */
+static int parse_cidr_list(struct parser *ps, const struct key_def *k, const char *v,
+			   struct cidr **out, unsigned *nout)
+{
+	unsigned n = 1, i = 0;
+	char *copy, *item, *next;
+	struct cidr *list;
+	int err = 0;
+
+	for (const char *c = v; *c; c++)
+		n += *c == ',';
+	list = calloc(n, sizeof(*list));
+	copy = strdup(v);
+	if (!list || !copy) {
+		free(list);
+		free(copy);
+		return cfg_fail_at(ps, -ENOMEM, ps->lineno, "out of memory");
+	}
+	for (item = copy; item; item = next) {
+		char *comma = strchr(item, ',');
+
+		next = comma ? comma + 1 : NULL;
+		if (comma)
+			*comma = '\0';
+		item = cfg_trim(item);
+		if (cidr_parse(item, &list[i++])) {
+			err = fail(ps, "%s: '%s' is not an address or CIDR (e.g. 10.0.0.0/8, fd00::/8), "
+				   "comma separated", k->name, item);
+			break;
+		}
+	}
+	free(copy);
+	if (err) {
+		free(list);
+		return err;
+	}
+	*out = list;
+	*nout = n;
+	return 0;
+}
+
+static int set_client_in(struct parser *ps, const struct key_def *k, const char *v)
+{
+	struct rule *r = cur_rule(ps);
+
+	return parse_cidr_list(ps, k, v, &r->client_in, &r->nclient_in);
+}
+
+static int set_client_not_in(struct parser *ps, const struct key_def *k, const char *v)
+{
+	struct rule *r = cur_rule(ps);
+
+	return parse_cidr_list(ps, k, v, &r->client_not_in, &r->nclient_not_in);
+}
+
+static int set_action(struct parser *ps, const struct key_def *k, const char *v)
+{
+	struct rule *r = cur_rule(ps);
+	const char *name;
+
+	(void)k;
+	if (!strcmp(v, "reject")) {
+		r->action = ACT_REJECT;
+		return 0;
+	}
+	if (!strcmp(v, "tunnel")) {
+		r->action = ACT_TUNNEL;
+		return 0;
+	}
+	if (!strncmp(v, "pool", 4) && isspace((unsigned char)v[4])) {
+		for (name = v + 4; isspace((unsigned char)*name); name++)
+			;
+		if (!cfg_valid_name(name))
+			return fail(ps, "action '%s': pool name must be letters, digits, '-', '_' or '.'", v);
+		r->action = ACT_POOL;
+		/* Pools may be defined further down: resolved once the whole file is read. */
+		strcpy(ps->rule_pool[ps->cfg->nrules - 1], name);
+		return 0;
+	}
+	return fail(ps, "action '%s' is not one of reject, pool NAME, tunnel", v);
+}
+
+/* ---- [route] ---- */
+
+static int set_default(struct parser *ps, const struct key_def *k, const char *v)
+{
+	(void)k;
+	if (!cfg_valid_name(v))
+		return fail(ps, "default '%s' is not a pool name", v);
+	strcpy(ps->default_pool, v);
+	ps->default_line = ps->lineno;
+	return 0;
+}
+
+#define CFG_FIELD(f) .off = offsetof(struct config, f), .size = sizeof(((struct config *)0)->f)
+#define STRING(f) .name = #f, .set = set_string, CFG_FIELD(f)
+#define NUMBER(f, lo, hi) .name = #f, .set = set_number, CFG_FIELD(f), .min = lo, .max = hi
+
+static const struct key_def gateway_keys[] = {
+	{ .name = "listen", .set = set_listen, .repeat = true },
+	{ .name = "relay", .set = set_relay },
+	{ STRING(control) },
+	{ STRING(bpf_pin_dir) },
+	{ .name = "connect_ports", .set = set_connect_ports },
+	{ NUMBER(header_timeout_ms, 1, TIMEOUT_MAX) },
+	{ NUMBER(connect_timeout_ms, 1, TIMEOUT_MAX) },
+	{ NUMBER(idle_timeout_ms, 0, TIMEOUT_MAX) },
+	{ NUMBER(drain_timeout_ms, 1, TIMEOUT_MAX) },
+	{ NUMBER(max_header_bytes, 1024, 1048576) },
+	{ NUMBER(max_backlog_bytes, 65536, 1073741824) },
+	{ .name = "pause", .set = set_pause },
+	{ NUMBER(relay_sndbuf_bytes, 0, 1073741824) },
+	{ NUMBER(relay_rcvbuf_bytes, 0, 1073741824) },
+	{ STRING(access_log) },
+	{ .name = "x_forwarded_for", .set = set_x_forwarded_for },
+};
+
+static const struct key_def pool_keys[] = {
+	{ .name = "balance", .set = set_balance },
+	{ .name = "server", .set = set_server, .repeat = true },
+	{ .name = "direct", .set = set_direct },
+};
+
+static const struct key_def rule_keys[] = {
+	{ .name = "host", .set = set_host },
+	{ .name = "path_prefix", .set = set_path_prefix },
+	{ .name = "method", .set = set_method },
+	{ .name = "client_in", .set = set_client_in },
+	{ .name = "client_not_in", .set = set_client_not_in },
+	{ .name = "action", .set = set_action },
+};
+
+static const struct key_def route_keys[] = {
+	{ .name = "default", .set = set_default },
+};
+
+#define KEYS(a) a, sizeof(a) / sizeof(a[0])
+_Static_assert(sizeof(gateway_keys) / sizeof(gateway_keys[0]) <= MAX_KEYS, "raise MAX_KEYS");
+
+static const struct section_def sections[] = {
+	{ "gateway", SEC_GATEWAY, false, KEYS(gateway_keys) },
+	{ "pool", SEC_POOL, true, KEYS(pool_keys) },
+	{ "rule", SEC_RULE, true, KEYS(rule_keys) },
+	{ "route", SEC_ROUTE, false, KEYS(route_keys) },
+};
+
+const struct section_def *cfg_section_find(const char *kind)
+{
+	for (unsigned i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
+		if (!strcmp(kind, sections[i].name))
+			return &sections[i];
+	return NULL;
+}

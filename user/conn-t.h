@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Types of a client connection: its state and everything the stages keep on it. */
+#ifndef TUNNELGATE_CONN_T_H
+#define TUNNELGATE_CONN_T_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "config.h"
+#include "ev.h"
+#include "http.h"
+
+/* A body being relayed stops being read while this much waits for the peer. */
+#define CONN_OBUF_HIGH (256 * 1024)
+
+struct gateway;
+struct resolve_req;
+struct tunnel;
+
+/*
+ * Where a connection is. stream.c dispatches on it; each stage moves the connection
+ * on by setting the next state. The states marked "passing" are never waited in:
+ * a stage sets one to hand the connection to the next stage, which stream.c calls
+ * at once.
+ */
+enum conn_state {
+	CS_REQ_HEAD,             /* request.c: reading the client's request head */
+	CS_ROUTE,                /* passing: routed to c->pool, upstream.c picks and dials */
+	CS_DIAL,                 /* upstream.c: resolving the target, or connecting */
+	CS_CONNECTED,            /* passing: connected, http_fwd.c sends the request head */
+	CS_DIAL_FAILED,          /* passing: the upstream failed before answering (c->dial_err) */
+	CS_RESP_HEAD,            /* http_fwd.c: request sent (or being sent), reading the answer */
+	CS_RESP_BODY,            /* http_fwd.c: relaying a response body to the client */
+	CS_REPLY,                /* stream.c: writing a final response, then next request or close */
+	CS_ESTABLISHED,          /* passing: CONNECT answered 2xx, tunnel.c takes over */
+	CS_HANDOFF,              /* tunnel.c: writing bytes read past the heads, before the relay */
+	CS_TUNNEL,               /* tunnel.c: relaying */
+	CS_CLOSED,               /* closed; freed after the event batch */
+};
+
+struct conn {
+	struct gateway *gw;
+	struct config *cfg;      /* referenced (cfg->refs) for the connection's life */
+	struct handle ch, uh;    /* client and upstream sockets (fd -1 when closed) */
+	enum conn_state state;
+	struct conn *prev, *next; /* gw->conns */
+	uint64_t deadline_ms;    /* 0 = none */
+	uint64_t start_ms;
+
+	struct sockaddr_any caddr;
+	char cname[64];          /* client "ip:port" */
+
+	/* Client input: the request head, then whatever the client sent after it. */
+	char *cbuf;
+	size_t clen, ccap;
+	struct http_head *req;   /* freed once the tunnel starts */
+	ssize_t req_len;         /* head length of the current request, 0 while reading */
+	uint64_t crecvd;         /* bytes read from the client socket, ever */
+
+	/* The request's target. */
+	char target[300];        /* "host:port" */
+	char thost[256];
+	unsigned tport;
+
+	/* Upstream. */
+	struct pool *pool;
+	struct server *server;   /* NULL for a direct pool */
+	int attempts;
+	int dial_err;            /* CS_DIAL_FAILED: -errno */
+	char uname[64];          /* "ip:port" dialled */
+	struct sockaddr_any uaddr;
+	bool uaddr_set;          /* uaddr holds the resolved target */
+	struct resolve_req *rreq; /* host name look-up in flight */
+	char *ubuf;
+	size_t ulen, ucap;
+	struct http_head *resp;
+	uint64_t urecvd;         /* bytes read from the upstream socket, ever */
+	bool upstream_eof;
+
+	struct obuf to_client, to_up;
+	bool close_after_reply;
+	bool http_fwd;           /* a plain HTTP request (not CONNECT) being forwarded */
+	bool req_body_done;      /* its body has been read whole */
+	uint32_t fwd_path_off, fwd_path_len; /* origin-form path in cbuf, for a direct pool */
+	uint32_t fwd_auth_off, fwd_auth_len; /* absolute-form authority in cbuf, or len 0 */
+	int status;              /* for the access log */
+	uint64_t body_up, body_down; /* body bytes of the current plain request and response */
+
+	/* The tunnel, from the hand-off on; tunnel.c owns it and sets the hook below. */
+	struct tunnel *tun;
+	/* Called first by conn_close(): the owner of the sockets lets go of them. */
+	void (*teardown)(struct conn *c);
+};
+
+#endif

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Client connections: creation, the gateway's own replies, the access log, close.
+ * conn.c knows no stage and no relay: whoever owns the sockets after the hand-off
+ * registers c->teardown, which conn_close() calls first.
+ */
+#ifndef TUNNELGATE_CONN_H
+#define TUNNELGATE_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conn-t.h"
+#include "gateway-t.h"
+
+/* A new connection on the accepted socket @fd from @a, in CS_REQ_HEAD. NULL if no memory. */
+struct conn *conn_new(struct gateway *gw, int fd, const struct sockaddr_any *a);
+
+/* Close both sockets and unlink @c; freed by conn_bury(). Idempotent. */
+void conn_close(struct conn *c, const char *why);
+/* Close with an RST on both sides: the stream is incomplete and must not look ended. */
+void conn_reset(struct conn *c, const char *why);
+/* Free the connections closed since the last call. */
+void conn_bury(struct gateway *gw);
+
+/* Close the upstream side: socket, look-up in flight, the server's connection count. */
+void conn_drop_upstream(struct conn *c);
+
+/* Answer the client with a gateway-made response (state CS_REPLY), then go on or close. */
+void conn_reply(struct conn *c, int status, bool keep, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/*
+ * The reply or response is out: close if it said so, else make @c ready for the next
+ * request (CS_REQ_HEAD; what the client sent after this request stays in cbuf).
+ */
+void conn_next_request(struct conn *c);
+
+/*
+ * True if the client sent bytes after its CONNECT head (an optimistic tunnel, such as
+ * a TLS ClientHello): they must never be read as the next request.
+ */
+bool conn_sent_past_head(struct conn *c);
+
+/* One access log line: @relay is a relay_kind name or "-", @up/@down its bytes. */
+void conn_log(struct conn *c, const char *what, const char *relay, uint64_t up, uint64_t down);
+
+#endif

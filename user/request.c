@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The client's request head: read it, check it, apply the rules. */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+#include "request.h"
+#include "rules.h"
+
+/* Pick the pool for a request by the rules. */
+static void route(struct conn *c, const struct rule_input *in)
+{
+	struct config *cfg = c->cfg;
+	const struct rule *r = rules_match(cfg, in);
+
+	c->pool = &cfg->pools[cfg->default_pool];
+	if (r && r->action == ACT_REJECT) {
+		c->gw->stats.rejected++;
+		conn_reply(c, 403, true, "tunnelgate: request rejected by rule '%s'", r->name);
+		return;
+	}
+	if (r && r->action == ACT_POOL)
+		c->pool = &cfg->pools[r->pool];
+	c->state = CS_ROUTE;
+}
+
+/* A complete CONNECT head is in cbuf[0..req_len). */
+static void handle_connect(struct conn *c)
+{
+	const char *t = http_ptr(c->cbuf, c->req->target);
+	struct rule_input in = { .method = "CONNECT", .method_len = 7, .client = &c->caddr };
+	int err;
+
+	snprintf(c->target, sizeof(c->target), "%.*s", (int)c->req->target.len, t);
+	/* What follows a CONNECT head is tunnel data: a body could smuggle a request. */
+	if (c->req->chunked || (c->req->has_content_length && c->req->content_length)) {
+		c->gw->stats.bad_requests++;
+		conn_reply(c, 400, false, "tunnelgate: a CONNECT request cannot have a body");
+		return;
+	}
+	err = http_parse_authority(t, c->req->target.len, c->thost, sizeof(c->thost), &c->tport);
+	if (err) {
+		c->gw->stats.bad_requests++;
+		conn_reply(c, 400, false, "tunnelgate: CONNECT target '%s' is not host:port (port 1-65535, IPv6 in brackets)",
+			   c->target);
+		return;
+	}
+	if (!config_port_allowed(c->cfg, c->tport)) {
+		c->gw->stats.rejected++;
+		conn_reply(c, 403, true, "tunnelgate: CONNECT to port %u is not allowed (connect_ports)",
+			   c->tport);
+		return;
+	}
+	in.host = c->thost;
+	in.host_len = strlen(c->thost);
+	route(c, &in);
+}
+
+/*
+ * The authority a plain request goes to: the absolute-form URL's (it wins over any
+ * Host field), or the one Host field of an origin-form request. Sets @auth/@alen and
+ * the path; false after replying with an error.
+ */
+static bool http_authority(struct conn *c, const char **auth, size_t *alen, const char **path)
+{
+	const char *t = http_ptr(c->cbuf, c->req->target), *end;
+	size_t tlen = c->req->target.len;
+	int i;
+
+	if (tlen >= 7 && !strncasecmp(t, "http://", 7)) {
+		*auth = t + 7;
+		for (end = *auth; end < t + tlen && *end != '/' && *end != '?' && *end != '#'; end++)
+			;
+		*alen = end - *auth;
+		*path = end;
+		return true;
+	}
+	if (tlen && t[0] == '/') {
+		i = http_find_field(c->req, c->cbuf, "Host", 0);
+		if (i < 0 || http_find_field(c->req, c->cbuf, "Host", i + 1) >= 0) {
+			conn_reply(c, 400, false, "tunnelgate: an origin-form request needs exactly one Host field");
+			return false;
+		}
+		*auth = http_ptr(c->cbuf, c->req->fields[i].value);
+		*alen = c->req->fields[i].value.len;
+		*path = t;
+		return true;
+	}
+	conn_reply(c, 400, false, "tunnelgate: request target must be /path or http://host/path%s",
+		   c->req->method == HTTP_OPTIONS ? "" : " (host:port is for CONNECT only)");
+	return false;
+}
+
+/* A plain HTTP request: find its target host, apply the rules. */
+static void handle_http(struct conn *c)
+{
+	const char *t = http_ptr(c->cbuf, c->req->target), *auth, *path, *end;
+	size_t tlen = c->req->target.len, alen;
+	struct rule_input in = { .client = &c->caddr };
+	char authority[300];
+
+	if (!http_authority(c, &auth, &alen, &path))
+		return;
+	/* Default port 80 unless the authority ends in one (mind IPv6 brackets). */
+	end = memrchr(auth, ':', alen);
+	snprintf(authority, sizeof(authority), "%.*s%s", (int)alen, auth,
+		 !end || memrchr(auth, ']', alen) > (const void *)end ? ":80" : "");
+	if (alen >= sizeof(authority) - 4 ||
+	    http_parse_authority(authority, strlen(authority), c->thost, sizeof(c->thost),
+				 &c->tport)) {
+		conn_reply(c, 400, false, "tunnelgate: request host '%.*s' is not host[:port]",
+			   (int)alen, auth);
+		return;
+	}
+	snprintf(c->target, sizeof(c->target), "%s", authority);
+	c->fwd_path_off = path - c->cbuf;
+	c->fwd_path_len = t + tlen - path;
+	/* The URL's authority as written, for a Host field; none for origin-form. */
+	c->fwd_auth_off = auth - c->cbuf;
+	c->fwd_auth_len = path == t ? 0 : alen;
+	c->http_fwd = true;
+	c->req_body_done = false;
+	in.method = http_ptr(c->cbuf, c->req->method_s);
+	in.method_len = c->req->method_s.len;
+	in.host = c->thost;
+	in.host_len = strlen(c->thost);
+	in.path = c->fwd_path_len ? path : "/";
+	in.path_len = c->fwd_path_len ? c->fwd_path_len : 1;
+	route(c, &in);
+}
+
+void request_parse(struct conn *c)
+{
+	ssize_t n = http_head_parse(c->req, c->cbuf, c->clen);
+
+	if (n == 0) {
+		if (c->clen == c->ccap) {
+			c->gw->stats.bad_requests++;
+			conn_reply(c, 431, false, "tunnelgate: request head is larger than max_header_bytes (%u)",
+				   c->cfg->max_header_bytes);
+		}
+		return;
+	}
+	if (n < 0) {
+		c->gw->stats.bad_requests++;
+		conn_reply(c, c->req->error_status ? c->req->error_status : 400, false,
+			   "tunnelgate: bad request: %s", c->req->error ? c->req->error : "parse error");
+		return;
+	}
+	c->req_len = n;
+	c->gw->stats.requests++;
+	if (c->req->method != HTTP_CONNECT)
+		handle_http(c);
+	else
+		handle_connect(c);
+}
+
+void request_read(struct conn *c)
+{
+	ssize_t n;
+
+	if (c->clen == c->ccap) {
+		request_parse(c);
+		return;
+	}
+	n = recv(c->ch.fd, c->cbuf + c->clen, c->ccap - c->clen, 0);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			conn_close(c, strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		conn_close(c, c->clen ? "client closed in the middle of a request head" : NULL);
+		return;
+	}
+	c->crecvd += n;
+	c->clen += n;
+	request_parse(c);
+}

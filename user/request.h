@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The client's request head (CS_REQ_HEAD): read it, check it, apply the rules. A
+ * request the rules let through leaves in CS_ROUTE with c->pool set; a bad or
+ * rejected one in CS_REPLY.
+ */
+#ifndef TUNNELGATE_REQUEST_H
+#define TUNNELGATE_REQUEST_H
+
+#include "conn-t.h"
+
+/* The client socket is readable. */
+void request_read(struct conn *c);
+/* Parse what cbuf holds (after a read, or left over from the previous request). */
+void request_parse(struct conn *c);
+
+#endif
