@@ -768,6 +768,68 @@ def t_sighup(env, d):
         c.recv_exact(100, 5.0)
 
 
+def pool_active(d, pool):
+    """{server: active connections} of @pool, from tunnelctl pools."""
+    r = d.ctl("pools")
+    if r.returncode != 0:
+        raise AssertionError("tunnelctl pools exited %d: %s" % (r.returncode, r.stderr))
+    out = {}
+    for line in r.stdout.decode().splitlines()[1:]:
+        f = line.split("\t")
+        if len(f) >= 5 and f[0] == pool:
+            out[f[2]] = int(f[4])
+    return out
+
+
+def t_leastconn_reload(env):
+    """leastconn counts survive SIGHUP: tunnels opened before the reload still count,
+    the next tunnel goes to the server with fewer, and closing the old tunnels brings
+    the counts back to 0 (they are released on the same server state)."""
+    env.need("tinyproxy", "squid")
+    servers = ["127.0.0.1:%d" % env.tiny.port, "127.0.0.1:%d" % env.squid.port]
+    pools = [("lc", ["balance = leastconn"] + ["server = %s" % s for s in servers])]
+    d = peers.Daemon(env.tmp, "tg-leastconn", "sockmap", pools, default="lc")
+    srv = env.servers["echo"]
+    clients = []
+    try:
+        for _ in range(3):
+            c = Client(d.port)
+            clients.append(c)
+            c.tunnel(A_DIRECT, srv.port)
+        before = pool_active(d, "lc")
+        if sorted(before.values()) != [1, 2]:
+            raise AssertionError("3 tunnels over 2 leastconn servers: active %r, want 2 and 1" % before)
+        d.proc.send_signal(1)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not any("reloaded" in l for l in d.proc.tail(20)):
+            time.sleep(0.05)
+        after = pool_active(d, "lc")
+        if after != before:
+            raise AssertionError("after SIGHUP active %r, before %r: counts lost" % (after, before))
+        c = Client(d.port)
+        clients.append(c)
+        c.tunnel(A_DIRECT, srv.port)
+        fourth = pool_active(d, "lc")
+        if sorted(fourth.values()) != [2, 2]:
+            raise AssertionError("4th tunnel after SIGHUP: active %r, want 2 and 2 "
+                                 "(it must go to the server with 1)" % fourth)
+        for c in clients:
+            c.close()
+        clients = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and any(pool_active(d, "lc").values()):
+            time.sleep(0.05)
+        end = pool_active(d, "lc")
+        if any(end.values()):
+            raise AssertionError("all tunnels closed, active still %r" % end)
+        return "active %r before SIGHUP, the same after, %r with a 4th, 0 after close" % (
+            before, fourth)
+    finally:
+        for c in clients:
+            c.close()
+        d.stop()
+
+
 # ---------------------------------------------------------------- hygiene
 
 

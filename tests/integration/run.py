@@ -292,6 +292,7 @@ def main():
             runner.run("config/unknown_key_names_file_line", lambda: cases.t_bad_config(env))
             runner.run("config/relay_auto_falls_back_to_splice", lambda: cases.t_auto_fallback(env))
             runner.run("config/pause_sockops_falls_back_to_hold", lambda: cases.t_pause_fallback(env))
+            runner.run("config/leastconn_counts_survive_sighup", lambda: cases.t_leastconn_reload(env))
     finally:
         peers.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
