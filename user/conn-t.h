@@ -86,7 +86,12 @@ struct conn {
 	uint32_t fwd_path_off, fwd_path_len; /* origin-form path in cbuf, for a direct pool */
 	uint32_t fwd_auth_off, fwd_auth_len; /* absolute-form authority in cbuf, or len 0 */
 	int status;              /* for the access log */
-	uint64_t body_up, body_down; /* body bytes of the current plain request and response */
+	/*
+	 * Bytes past the heads the daemon forwarded for the current request: a plain
+	 * request's and response's bodies, or the tunnel bytes that came with a 2xx to
+	 * CONNECT (body_down; the tunnel's hand-off count starts from it).
+	 */
+	uint64_t body_up, body_down;
 
 	/* The tunnel, from the hand-off on; tunnel.c owns it and sets the hook below. */
 	struct tunnel *tun;

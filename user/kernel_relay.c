@@ -223,31 +223,22 @@ static size_t hold_cap(const struct tunnel *t)
  * Direction @d holds bytes on its source socket. Once the peer has taken every byte
  * before them, copy them over and release them. Returns -errno on a socket error.
  */
-static int kdir_release(struct tunnel *t, int d)
+/*
+ * Write held bytes read earlier and read more, HOLD_ROUNDS times at most. @inq gets
+ * the last SIOCINQ. Returns 0, or -errno on a socket error.
+ */
+static int hold_copy(struct tunnel *t, int d, int *inq)
 {
 	struct kdir *k = &t->kd[d];
-	uint64_t backlog;
-	struct tg_end e;
 	size_t cap = hold_cap(t);
-	int err = 0, inq = 0;
+	int err;
 
-	if (kdir_backlog(t, d, &e, &backlog))
-		return 0;
-	k->wait = backlog && !k->hold_len;
-	if (k->wait)
-		return kdir_stuck_check(t, d); /* redirected bytes first */
-	if (!k->hold_buf) {
-		k->hold_buf = malloc(cap);
-		if (!k->hold_buf)
-			return -ENOMEM;
-	}
 	for (int i = 0; i < HOLD_ROUNDS; i++) {
 		ssize_t n;
 
 		err = hold_flush(t, d);
 		if (err <= 0)
-			break;
-		err = 0;
+			return err;
 		/*
 		 * Read only what the program held: on a sockhash socket SIOCINQ counts the
 		 * held queue, and a longer read would take bytes the verdict program has
@@ -255,19 +246,38 @@ static int kdir_release(struct tunnel *t, int d)
 		 * whole: bytes twice). Held bytes may also still wait in the kernel queue
 		 * behind the other direction's, so nothing here means "all out".
 		 */
-		if (ioctl(dir_src(t, d), SIOCINQ, &inq) || inq <= 0)
-			break;
+		if (ioctl(dir_src(t, d), SIOCINQ, inq) || *inq <= 0)
+			return 0;
 		n = recv(dir_src(t, d), k->hold_buf,
-			 (size_t)inq < cap ? (size_t)inq : cap, MSG_DONTWAIT);
+			 (size_t)*inq < cap ? (size_t)*inq : cap, MSG_DONTWAIT);
 		if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
-			break;
-		if (n < 0) {
-			err = -errno;
-			break;
-		}
+			return 0;
+		if (n < 0)
+			return -errno;
 		k->hold_len = n;
 		t->last_ms = now_ms();
 	}
+	return 0;
+}
+
+static int kdir_release(struct tunnel *t, int d)
+{
+	struct kdir *k = &t->kd[d];
+	uint64_t backlog;
+	struct tg_end e;
+	int err, inq = 0;
+
+	if (kdir_backlog(t, d, &e, &backlog))
+		return 0;
+	k->wait = backlog && !k->hold_len;
+	if (k->wait)
+		return kdir_stuck_check(t, d); /* redirected bytes first */
+	if (!k->hold_buf) {
+		k->hold_buf = malloc(hold_cap(t));
+		if (!k->hold_buf)
+			return -ENOMEM;
+	}
+	err = hold_copy(t, d, &inq);
 	if (k->released != k->release_sent) {
 		if (relay_release(t->set->relay, t->cookie[d], k->released))
 			return -EIO;

@@ -37,21 +37,10 @@ static bool unreserved(unsigned char c)
  * A '%' not followed by two hex digits is kept as a literal character: rejecting it
  * would let "/admin%zz" skip a rule on "/admin".
  */
-int path_normalise(const char *path, size_t len, char *out, size_t outlen)
+/* Decode %XX of unreserved characters, upper-case the rest; returns the length. */
+static size_t decode_escapes(const char *path, size_t end, char *out)
 {
-	size_t i, o = 0, end, r, w;
-
-	for (end = 0; end < len && path[end] != '?' && path[end] != '#'; end++)
-		if (path[end] == '\0')
-			return -EINVAL;
-	if (end && path[0] != '/')
-		return -EINVAL; /* "*" or a relative reference: not a path to match */
-	if (outlen < end + 1 || outlen < 2)
-		return -ENOSPC;
-	if (!end) {
-		strcpy(out, "/"); /* "http://h" and "http://h?q" ask for "/" */
-		return 1;
-	}
+	size_t i, o = 0;
 
 	for (i = 0; i < end; i++) {
 		int hi = -1, lo = -1;
@@ -85,6 +74,13 @@ int path_normalise(const char *path, size_t len, char *out, size_t outlen)
 		i += 2;
 	}
 	out[o] = '\0';
+	return o;
+}
+
+/* Remove dot segments and empty segments from the decoded path in out[0..o). */
+static size_t remove_dots(char *out, size_t o)
+{
+	size_t r, w;
 
 	/*
 	 * Remove dot segments (RFC 3986 5.2.4) and empty segments, segment by segment.
@@ -118,6 +114,24 @@ int path_normalise(const char *path, size_t len, char *out, size_t outlen)
 		out[w++] = '/';
 	out[w] = '\0';
 	return w;
+}
+
+int path_normalise(const char *path, size_t len, char *out, size_t outlen)
+{
+	size_t end;
+
+	for (end = 0; end < len && path[end] != '?' && path[end] != '#'; end++)
+		if (path[end] == '\0')
+			return -EINVAL;
+	if (end && path[0] != '/')
+		return -EINVAL; /* "*" or a relative reference: not a path to match */
+	if (outlen < end + 1 || outlen < 2)
+		return -ENOSPC;
+	if (!end) {
+		strcpy(out, "/"); /* "http://h" and "http://h?q" ask for "/" */
+		return 1;
+	}
+	return remove_dots(out, decode_escapes(path, end, out));
 }
 
 int cidr_parse(const char *s, struct cidr *out)
