@@ -14,13 +14,13 @@ ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP
 INCLUDES := -I$(OUT) -Iinclude -Iuser -I$(LLHTTP_H)
-LDLIBS   := -lbpf -lelf -lz -linih -pthread
+LDLIBS   := -lbpf -lelf -lz -linih -lcares -lcap -lseccomp -pthread
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 
 # Every Debian package the Makefile installs, in one place: to build, what the tests
 # (fuzzing included) run against, and what `make bench` adds.
 BUILD_PKGS := clang llvm gcc make pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev \
-	      libcmocka-dev libinih-dev node-llhttp
+	      libcmocka-dev libinih-dev node-llhttp libc-ares-dev libcap-dev libseccomp-dev
 TEST_PKGS  := curl openssl tinyproxy squid haproxy python3 iproute2 iptables procps libclang-rt-14-dev
 BENCH_PKGS := gnuplot-nox
 
@@ -36,9 +36,9 @@ endif
 .SECONDARY:
 .PHONY: all binaries deps test-deps bench-deps run test unit unit-run integration callgraph clean
 
-MODULES  := log fsutil addr config_keys config rules pool http cgroup relay resolver ev buf \
+MODULES  := log fsutil addr config_keys config rules pool http cgroup relay resolver ev buf admit \
 	    conn request upstream http_fwd kernel_relay splice_relay tunnel stream listener \
-	    control loop
+	    control priv loop
 DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
 	       $(OUT)/llhttp/api.o $(OUT)/llhttp/http.o $(OUT)/llhttp/llhttp.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))
@@ -119,10 +119,19 @@ $(OUT)/tests/test_config: $(OUT)/san/config.o $(OUT)/san/config_keys.o $(OUT)/sa
 $(OUT)/tests/test_rules: $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o
 $(OUT)/tests/test_pool: $(OUT)/san/pool.o $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o
 $(OUT)/tests/test_http: $(OUT)/san/http.o $(OUT)/san/log.o $(SAN_LLHTTP)
+$(OUT)/tests/test_admit: $(OUT)/san/admit.o $(OUT)/san/addr.o
+$(OUT)/tests/test_kernel_relay: $(OUT)/san/kernel_relay.o $(OUT)/san/ev.o $(OUT)/san/log.o $(OUT)/san/addr.o
+# The relay tests script what the kernel says: these calls go to the test's __wrap_*.
+$(OUT)/tests/test_kernel_relay: WRAP := -Wl,--wrap=relay_read_end -Wl,--wrap=relay_release \
+	-Wl,--wrap=relay_count_copy -Wl,--wrap=relay_resume -Wl,--wrap=relay_read \
+	-Wl,--wrap=relay_add -Wl,--wrap=relay_remove -Wl,--wrap=relay_release_clear \
+	-Wl,--wrap=ioctl -Wl,--wrap=getsockopt -Wl,--wrap=shutdown
+$(OUT)/tests/test_splice_relay: $(OUT)/san/splice_relay.o $(OUT)/san/ev.o $(OUT)/san/log.o
+$(OUT)/tests/test_splice_relay: WRAP := -Wl,--wrap=shutdown
 
 $(OUT)/tests/%: tests/unit/%.c | $(OUT)/tests
 	$(call msg,TEST-CC,$@)
-	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) $(INCLUDES) $< $(filter %.o,$^) -lcmocka -linih -o $@
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) $(INCLUDES) $< $(filter %.o,$^) $(WRAP) -lcmocka -linih -o $@
 
 unit: deps
 	$(Q)$(MAKE) --no-print-directory unit-run

@@ -165,6 +165,11 @@ void cgroup_leave(struct tg_cgroup *cg)
 	if (!cg)
 		return;
 	close(cg->fd);
+	/* Gone already: priv.c's helper moved the daemon out and removed it. */
+	if (access(cg->path, F_OK) && errno == ENOENT) {
+		free(cg);
+		return;
+	}
 	err = cgroup_join(cg->parent);
 	if (err)
 		pr_warn("cannot move the daemon back to cgroup %s: %s", cg->parent, strerror(-err));

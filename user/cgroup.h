@@ -21,7 +21,10 @@ struct tg_cgroup *cgroup_enter(const char *tag, char *why, size_t whylen);
 /* An O_RDONLY fd of the child cgroup's directory, for attaching programs. */
 int cgroup_fd(const struct tg_cgroup *cg);
 
-/* Move the process back to the parent and remove the child. Safe on NULL. */
+/*
+ * Move the process back to the parent and remove the child; nothing if the child is
+ * gone already (priv.c's helper removes it when the daemon runs as `user`). Safe on NULL.
+ */
 void cgroup_leave(struct tg_cgroup *cg);
 
 #endif

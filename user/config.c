@@ -10,10 +10,13 @@
  * [section] itself: inih only calls the handler for keys, and an empty or unknown
  * section must still be seen and reported at its own line.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/resource.h>
 
 #include <ini.h>
 
@@ -234,6 +237,21 @@ static int find_pool(const struct config *cfg, const char *name)
 }
 
 /* Checks across sections, once the whole file is read. */
+/* Without via_name: "hostname:port" of the first listen address. */
+static void default_via_name(struct config *cfg)
+{
+	const struct sockaddr_any *a = &cfg->listen[0];
+	char host[64] = "";
+
+	if (cfg->via_name[0])
+		return;
+	if (gethostname(host, sizeof(host)) || !host[0])
+		strcpy(host, "tunnelgate");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(cfg->via_name, sizeof(cfg->via_name), "%s:%u", host,
+		 ntohs(a->sa.sa_family == AF_INET6 ? a->in6.sin6_port : a->in.sin_port));
+}
+
 /* Point every server at its runtime state (pool.c), shared with other loaded configs. */
 static int bind_servers(struct parser *ps)
 {
@@ -288,6 +306,7 @@ static int finish(struct parser *ps)
 			       "%u pools and no [route] default; add [route] with 'default = POOL'",
 			       cfg->npools);
 	}
+	default_via_name(cfg);
 	return bind_servers(ps);
 }
 
@@ -297,6 +316,13 @@ static void set_defaults(struct config *cfg)
 	strcpy(cfg->control, "/run/tunnelgate/control.sock");
 	strcpy(cfg->bpf_pin_dir, "/sys/fs/bpf/tunnelgate");
 	cfg->connect_ports[443 / 8] |= 1u << (443 % 8);
+	for (unsigned i = 0; i < 3; i++) {
+		static const unsigned http[] = { 80, 443, 8080 };
+
+		cfg->http_ports[http[i] / 8] |= 1u << (http[i] % 8);
+	}
+	cfg->body_timeout_ms = 30000;
+	cfg->body_min_rate = 500;
 	cfg->header_timeout_ms = 10000;
 	cfg->connect_timeout_ms = 5000;
 	cfg->idle_timeout_ms = 0;
@@ -307,6 +333,10 @@ static void set_defaults(struct config *cfg)
 	cfg->relay_sndbuf_bytes = TG_DEFAULT_RELAY_SNDBUF;
 	cfg->relay_rcvbuf_bytes = TG_DEFAULT_RELAY_RCVBUF;
 	strcpy(cfg->access_log, "-");
+	strcpy(cfg->user, "nobody");
+	cfg->seccomp = TG_DEFAULT_SECCOMP;
+	cfg->resolver_timeout_ms = 5000;
+	cfg->resolver_max_queries = 256;
 }
 
 int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
@@ -381,6 +411,26 @@ void config_put(struct config *cfg)
 		config_free(cfg);
 		free(cfg);
 	}
+}
+
+bool config_http_port_allowed(const struct config *cfg, unsigned port)
+{
+	return cfg->http_ports_any || (cfg->http_ports[port / 8] & (1u << (port % 8)));
+}
+
+/*
+ * Each connection may hold two sockets and, relayed with splice, four pipe ends; 64
+ * descriptors stay for listeners, the control socket, BPF objects and logs.
+ */
+unsigned config_max_connections(const struct config *cfg)
+{
+	struct rlimit rl;
+
+	if (cfg->max_connections)
+		return cfg->max_connections;
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY)
+		return 100000;
+	return rl.rlim_cur > 64 + 6 ? (unsigned)((rl.rlim_cur - 64) / 6) : 1;
 }
 
 bool config_port_allowed(const struct config *cfg, unsigned port)

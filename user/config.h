@@ -17,6 +17,11 @@
 
 enum relay_mode { RELAY_AUTO, RELAY_SOCKMAP, RELAY_SPLICE };
 enum pause_mode { PAUSE_SOCKOPS, PAUSE_HOLD };
+/* seccomp = yes | no | log (allow and log what the list lacks: for finding the list). */
+enum seccomp_mode { SECCOMP_YES, SECCOMP_NO, SECCOMP_LOG };
+#ifndef TG_DEFAULT_SECCOMP
+#define TG_DEFAULT_SECCOMP SECCOMP_YES
+#endif
 
 /* Socket buffers of kernel relay sockets in pause = sockops (setsockopt values). */
 #define TG_DEFAULT_RELAY_SNDBUF (8u << 20)
@@ -56,8 +61,9 @@ struct rule {
 	char name[CFG_NAME_MAX];
 	int line;                /* line of the [rule NAME] header, for messages */
 	/* Conditions; all present ones must match. NULL/0 means absent. */
-	char *host;              /* lowercase, no port */
-	char *path_prefix;       /* normalised */
+	char *host;              /* canonical (host_canonical()), no port */
+	char *path_prefix;       /* canonical (path_canonical()) */
+	bool path_case_exact;    /* path_case = exact: path_prefix compared case-sensitively */
 	char *method;            /* uppercase */
 	struct cidr *client_in;
 	unsigned nclient_in;
@@ -87,7 +93,25 @@ struct config {
 	unsigned relay_sndbuf_bytes; /* pause = sockops: SO_SNDBUF of relay sockets, 0 = kernel's */
 	unsigned relay_rcvbuf_bytes; /* pause = sockops: SO_RCVBUF of relay sockets, 0 = kernel's */
 	char access_log[256];    /* path, or "-" for stderr */
-	bool x_forwarded_for;    /* add the client address to forwarded plain HTTP requests */
+	char user[64];           /* the account the daemon runs as after start-up; root: stay root */
+	enum seccomp_mode seccomp; /* the syscall allow-list after start-up */
+	/* The client address in forwarded plain HTTP requests: no, added to the client's
+	 * X-Forwarded-For fields, or in place of them. */
+	enum { XFF_NO, XFF_APPEND, XFF_REPLACE } x_forwarded_for;
+	bool http_ports_any;
+	uint8_t http_ports[65536 / 8]; /* ports a plain request may reach through a direct pool */
+	unsigned max_connections; /* 0: from the fd limit (see config_max_connections()) */
+	unsigned max_connections_per_client; /* 0: no limit */
+	unsigned body_timeout_ms; /* a request body may pause this long */
+	unsigned body_min_rate;  /* bytes/s a request body must average past body_timeout_ms */
+	struct sockaddr_any resolver; /* DNS server for direct targets; len 0: resolv.conf's */
+	unsigned resolver_timeout_ms; /* a look-up's answer or 504 */
+	unsigned resolver_max_queries; /* look-ups in flight; more wait in order */
+	/*
+	 * This gateway's pseudonym in Via, unique per instance so that a chain of two
+	 * gateways is not taken for a loop; default "hostname:port" of the first listen.
+	 */
+	char via_name[128];
 	struct pool *pools;
 	unsigned npools;
 	struct rule *rules;      /* in file order */
@@ -103,7 +127,9 @@ struct config {
  * bpf_pin_dir /sys/fs/bpf/tunnelgate, connect_ports 443, header_timeout_ms 10000,
  * connect_timeout_ms 5000, idle_timeout_ms 0, drain_timeout_ms 30000,
  * max_header_bytes 16384, max_backlog_bytes 4194304 (65536..1073741824), pause sockops,
- * relay_sndbuf_bytes and relay_rcvbuf_bytes TG_DEFAULT_RELAY_SNDBUF/RCVBUF, access_log "-".
+ * relay_sndbuf_bytes and relay_rcvbuf_bytes TG_DEFAULT_RELAY_SNDBUF/RCVBUF, access_log "-",
+ * resolver /etc/resolv.conf's servers, resolver_timeout_ms 5000, resolver_max_queries 256,
+ * user nobody, seccomp TG_DEFAULT_SECCOMP (yes).
  * At least one listen and one pool are
  * required; [route] default names an existing pool (if absent and there is exactly
  * one pool, that pool is the default).
@@ -118,6 +144,12 @@ void config_put(struct config *cfg);
 
 /* The configuration name of @b ("roundrobin", ...). */
 const char *config_balance_name(enum balance b);
+
+/* True if a plain request may reach @port through a direct pool (http_ports). */
+bool config_http_port_allowed(const struct config *cfg, unsigned port);
+
+/* max_connections, or what the fd limit allows: (soft RLIMIT_NOFILE - 64) / 6. */
+unsigned config_max_connections(const struct config *cfg);
 
 /* True if CONNECT to @port is allowed by connect_ports. */
 bool config_port_allowed(const struct config *cfg, unsigned port);

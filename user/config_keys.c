@@ -140,16 +140,16 @@ static int set_number(struct parser *ps, const struct key_def *k, const char *v)
 	return 0;
 }
 
-static int set_connect_ports(struct parser *ps, const struct key_def *k, const char *v)
+/* A port list ("443, 8443, 9000-9100" or "*") into @any and the bit set @bits. */
+static int set_port_list(struct parser *ps, const struct key_def *k, const char *v, bool *any,
+			 uint8_t bits[65536 / 8])
 {
-	struct config *cfg = ps->cfg;
 	char *copy, *item, *next;
 	int err = 0;
 
-	(void)k;
-	memset(cfg->connect_ports, 0, sizeof(cfg->connect_ports));
-	cfg->connect_ports_any = !strcmp(v, "*");
-	if (cfg->connect_ports_any)
+	memset(bits, 0, 65536 / 8);
+	*any = !strcmp(v, "*");
+	if (*any)
 		return 0;
 	copy = strdup(v);
 	if (!copy)
@@ -169,17 +169,57 @@ static int set_connect_ports(struct parser *ps, const struct key_def *k, const c
 			*dash = '\0';
 		if (parse_port(cfg_trim(item), &lo) || (dash && parse_port(cfg_trim(dash + 1), &hi)) ||
 		    (dash && hi < lo)) {
-			err = fail(ps, "connect_ports '%s': each item must be a port 1-65535 or a range "
-				   "LOW-HIGH, comma separated (e.g. 443, 8443, 9000-9100), or '*'", v);
+			err = fail(ps, "%s '%s': each item must be a port 1-65535 or a range "
+				   "LOW-HIGH, comma separated (e.g. 443, 8443, 9000-9100), or '*'",
+				   k->name, v);
 			break;
 		}
 		if (!dash)
 			hi = lo;
 		for (unsigned p = lo; p <= hi; p++)
-			cfg->connect_ports[p / 8] |= 1u << (p % 8);
+			bits[p / 8] |= 1u << (p % 8);
 	}
 	free(copy);
 	return err;
+}
+
+static int set_connect_ports(struct parser *ps, const struct key_def *k, const char *v)
+{
+	return set_port_list(ps, k, v, &ps->cfg->connect_ports_any, ps->cfg->connect_ports);
+}
+
+static int set_http_ports(struct parser *ps, const struct key_def *k, const char *v)
+{
+	return set_port_list(ps, k, v, &ps->cfg->http_ports_any, ps->cfg->http_ports);
+}
+
+/* A user name as useradd takes it; looked up at start-up, where a missing one fails. */
+static int set_user(struct parser *ps, const struct key_def *k, const char *v)
+{
+	size_t n = strlen(v);
+
+	(void)k;
+	if (!n || n >= sizeof(ps->cfg->user) || v[0] == '-' ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
+		return fail(ps, "user '%s' is not a user name (letters, digits, '.', '_', '-'; at most "
+			    "%zu; e.g. nobody, or root to keep all privileges)", v,
+			    sizeof(ps->cfg->user) - 1);
+	strcpy(ps->cfg->user, v);
+	return 0;
+}
+
+static int set_seccomp(struct parser *ps, const struct key_def *k, const char *v)
+{
+	static const char *const names[] = { "yes", "no", "log" };
+
+	(void)k;
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!strcmp(v, names[i])) {
+			ps->cfg->seccomp = (enum seccomp_mode)i;
+			return 0;
+		}
+	}
+	return fail(ps, "seccomp '%s' is not one of yes, no, log", v);
 }
 
 /* ---- [pool NAME] ---- */
@@ -252,12 +292,50 @@ static int set_server(struct parser *ps, const struct key_def *k, const char *v)
 	return 0;
 }
 
+/* The gateway's pseudonym in Via: one token, as RFC 9110 7.6.3's received-by. */
+static int set_via_name(struct parser *ps, const struct key_def *k, const char *v)
+{
+	(void)k;
+	if (!*v || strlen(v) >= sizeof(ps->cfg->via_name) ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+		      "!#$%&'*+-.^_`|~:[]") != strlen(v))
+		return fail(ps, "via_name '%s' must be one token of at most %zu letters, digits and "
+			    "-._:~ (e.g. gw1.example:3128)", v, sizeof(ps->cfg->via_name) - 1);
+	strcpy(ps->cfg->via_name, v);
+	return 0;
+}
+
+/* The DNS server as IP:port: a host name here would need a resolver to find the resolver. */
+static int set_resolver(struct parser *ps, const struct key_def *k, const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	char host[INET_ADDRSTRLEN];
+	struct in_addr a4;
+	bool literal = v[0] == '['; /* parse_hostport() takes only IPv6 literals in brackets */
+
+	(void)k;
+	if (!literal && colon && (size_t)(colon - v) < sizeof(host)) {
+		memcpy(host, v, colon - v);
+		host[colon - v] = '\0';
+		literal = inet_pton(AF_INET, host, &a4) == 1;
+	}
+	if (!literal || parse_hostport(v, &ps->cfg->resolver))
+		return fail(ps, "resolver '%s' is not IP:port (e.g. 127.0.0.1:53 or [::1]:53; a host name cannot be used here)",
+			    v);
+	return 0;
+}
+
 static int set_x_forwarded_for(struct parser *ps, const struct key_def *k, const char *v)
 {
 	(void)k;
-	if (strcmp(v, "yes") && strcmp(v, "no"))
-		return fail(ps, "x_forwarded_for '%s' must be yes or no", v);
-	ps->cfg->x_forwarded_for = !strcmp(v, "yes");
+	if (!strcmp(v, "append") || !strcmp(v, "yes"))
+		ps->cfg->x_forwarded_for = XFF_APPEND;
+	else if (!strcmp(v, "replace"))
+		ps->cfg->x_forwarded_for = XFF_REPLACE;
+	else if (!strcmp(v, "no"))
+		ps->cfg->x_forwarded_for = XFF_NO;
+	else
+		return fail(ps, "x_forwarded_for '%s' must be append, replace or no (yes means append)", v);
 	return 0;
 }
 
@@ -280,7 +358,7 @@ static int set_direct(struct parser *ps, const struct key_def *k, const char *v)
 static int set_host(struct parser *ps, const struct key_def *k, const char *v)
 {
 	struct in6_addr a6;
-	char host[256];
+	char host[256], canon[256];
 	size_t n = strlen(v);
 
 	(void)k;
@@ -296,12 +374,13 @@ static int set_host(struct parser *ps, const struct key_def *k, const char *v)
 	if (strchr(host, ':') && inet_pton(AF_INET6, host, &a6) != 1)
 		return fail(ps, "host '%s' must be a host name without a port (ports are ignored when matching)",
 			    v);
-	for (char *c = host; *c; c++) {
+	for (char *c = host; *c; c++)
 		if (!isalnum((unsigned char)*c) && !strchr("-._:", *c))
 			return fail(ps, "host '%s' is not a host name or IP address", v);
-		*c = tolower((unsigned char)*c);
-	}
-	cur_rule(ps)->host = strdup(host);
+	/* Compared with request hosts in canonical form: 0x7f.1 is 127.0.0.1, Ab.com. ab.com */
+	if (host_canonical(host, strlen(host), canon, sizeof(canon)) <= 0)
+		return fail(ps, "host '%s' is empty once its trailing dots are removed", v);
+	cur_rule(ps)->host = strdup(canon);
 	if (!cur_rule(ps)->host)
 		return cfg_fail_at(ps, -ENOMEM, ps->lineno, "out of memory");
 	return 0;
@@ -311,6 +390,7 @@ static int set_path_prefix(struct parser *ps, const struct key_def *k, const cha
 {
 	size_t n = strlen(v);
 	char *norm;
+	int err;
 
 	(void)k;
 	if (v[0] != '/')
@@ -318,12 +398,22 @@ static int set_path_prefix(struct parser *ps, const struct key_def *k, const cha
 	norm = malloc(n + 2);
 	if (!norm)
 		return cfg_fail_at(ps, -ENOMEM, ps->lineno, "out of memory");
-	/* Stored normalised, as request paths are compared after normalisation. */
-	if (path_normalise(v, n, norm, n + 2) < 0) {
+	/* Stored in canonical form, as request paths are compared in that form. */
+	err = path_canonical(v, n, norm, n + 2);
+	if (err < 0) {
 		free(norm);
-		return fail(ps, "path_prefix '%s' is not a valid path", v);
+		return fail(ps, "path_prefix '%s' has no canonical form: %s", v, path_strerror(err));
 	}
 	cur_rule(ps)->path_prefix = norm;
+	return 0;
+}
+
+static int set_path_case(struct parser *ps, const struct key_def *k, const char *v)
+{
+	(void)k;
+	if (strcmp(v, "insensitive") && strcmp(v, "exact"))
+		return fail(ps, "path_case '%s' is not one of insensitive, exact", v);
+	cur_rule(ps)->path_case_exact = !strcmp(v, "exact");
 	return 0;
 }
 
@@ -458,7 +548,18 @@ static const struct key_def gateway_keys[] = {
 	{ NUMBER(relay_sndbuf_bytes, 0, 1073741824) },
 	{ NUMBER(relay_rcvbuf_bytes, 0, 1073741824) },
 	{ STRING(access_log) },
+	{ .name = "user", .set = set_user },
+	{ .name = "seccomp", .set = set_seccomp },
 	{ .name = "x_forwarded_for", .set = set_x_forwarded_for },
+	{ .name = "resolver", .set = set_resolver },
+	{ NUMBER(resolver_timeout_ms, 1, TIMEOUT_MAX) },
+	{ NUMBER(resolver_max_queries, 1, 65536) },
+	{ .name = "via_name", .set = set_via_name },
+	{ .name = "http_ports", .set = set_http_ports },
+	{ NUMBER(max_connections, 0, 10000000) },
+	{ NUMBER(max_connections_per_client, 0, 10000000) },
+	{ NUMBER(body_timeout_ms, 1, TIMEOUT_MAX) },
+	{ NUMBER(body_min_rate, 0, 1000000000) },
 };
 
 static const struct key_def pool_keys[] = {
@@ -470,6 +571,7 @@ static const struct key_def pool_keys[] = {
 static const struct key_def rule_keys[] = {
 	{ .name = "host", .set = set_host },
 	{ .name = "path_prefix", .set = set_path_prefix },
+	{ .name = "path_case", .set = set_path_case },
 	{ .name = "method", .set = set_method },
 	{ .name = "client_in", .set = set_client_in },
 	{ .name = "client_not_in", .set = set_client_not_in },

@@ -11,7 +11,7 @@
 
 #include "config.h"
 
-#define MAX_KEYS 24
+#define MAX_KEYS 48
 
 enum section { SEC_NONE, SEC_GATEWAY, SEC_POOL, SEC_RULE, SEC_ROUTE };
 

@@ -77,12 +77,14 @@ struct conn {
 	size_t ulen, ucap;
 	struct http_head *resp;
 	uint64_t urecvd;         /* bytes read from the upstream socket, ever */
+	unsigned interims;       /* 1xx heads relayed for the current request */
 	bool upstream_eof;
 
 	struct obuf to_client, to_up;
 	bool close_after_reply;
 	bool http_fwd;           /* a plain HTTP request (not CONNECT) being forwarded */
 	bool req_body_done;      /* its body has been read whole */
+	uint64_t body_start_ms, body_last_ms; /* its body: when it started, last bytes read */
 	uint32_t fwd_path_off, fwd_path_len; /* origin-form path in cbuf, for a direct pool */
 	uint32_t fwd_auth_off, fwd_auth_len; /* absolute-form authority in cbuf, or len 0 */
 	int status;              /* for the access log */

@@ -11,6 +11,7 @@
 #include <linux/sockios.h>
 #include <linux/tcp.h>
 
+#include "admit.h"
 #include "conn.h"
 #include "log.h"
 #include "pool.h"
@@ -25,7 +26,7 @@ struct conn *conn_new(struct gateway *gw, int fd, const struct sockaddr_any *a)
 		c->cbuf = malloc(gw->cfg->max_header_bytes);
 		c->req = malloc(sizeof(*c->req));
 	}
-	if (!c || !c->cbuf || !c->req) {
+	if (!c || !c->cbuf || !c->req || admit_add(gw->admit, a)) {
 		if (c) {
 			free(c->cbuf);
 			free(c->req);
@@ -94,6 +95,7 @@ void conn_close(struct conn *c, const char *why)
 	c->state = CS_CLOSED;
 	conn_drop_upstream(c);
 	ev_forget(&c->ch);
+	admit_del(gw->admit, &c->caddr);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -174,14 +176,43 @@ void conn_reply(struct conn *c, int status, bool keep, const char *fmt, ...)
 	conn_log(c, "reply", "-", c->body_up, c->body_down);
 }
 
+/*
+ * A reload happened since @c's last request: its next one follows the new config
+ * (rules, pools, limits), with a request buffer as large as the new one asks.
+ */
+static int conn_take_config(struct conn *c)
+{
+	struct config *cur = c->gw->cfg;
+
+	if (c->cfg == cur)
+		return 0;
+	if (cur->max_header_bytes > c->ccap) {
+		char *b = realloc(c->cbuf, cur->max_header_bytes);
+
+		if (!b)
+			return -ENOMEM;
+		c->cbuf = b;
+		c->ccap = cur->max_header_bytes;
+	}
+	cur->refs++;
+	config_put(c->cfg);
+	c->cfg = cur;
+	return 0;
+}
+
 void conn_next_request(struct conn *c)
 {
 	size_t rest;
 
-	if (c->close_after_reply) {
+	/* Draining: a connection closes once its request is answered. */
+	if (c->close_after_reply || c->gw->stopping) {
 		/* Let the client read the reply before the FIN. */
 		shutdown(c->ch.fd, SHUT_WR);
 		conn_close(c, NULL);
+		return;
+	}
+	if (conn_take_config(c)) {
+		conn_close(c, "out of memory");
 		return;
 	}
 	rest = c->clen - c->req_len;
@@ -195,6 +226,7 @@ void conn_next_request(struct conn *c)
 	c->ulen = 0;
 	c->upstream_eof = false;
 	c->body_up = c->body_down = 0;
+	c->interims = 0;
 	c->http_fwd = false;
 	c->state = CS_REQ_HEAD;
 	c->start_ms = now_ms();

@@ -37,6 +37,9 @@ struct ctl_client {
 int control_open(struct gateway *gw, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	bool bound;
+	mode_t mask;
 	int fd, err;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -61,17 +64,49 @@ int control_open(struct gateway *gw, const char *path)
 		close(fd);
 		return -EADDRINUSE;
 	}
+	/* Only a stale socket goes: a control path naming any other file is a mistake. */
+	if (!lstat(path, &st) && !S_ISSOCK(st.st_mode)) {
+		pr_warn("control socket path %s exists and is not a socket: set another control path",
+			path);
+		close(fd);
+		return -EEXIST;
+	}
 	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64)) {
+	mask = umask(0177); /* bind() creates the file 0600: not one moment open to others */
+	bound = !bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(mask);
+	if (!bound || listen(fd, 64)) {
 		err = -errno;
 		pr_warn("cannot listen on control socket %s: %s", path, strerror(errno));
 		close(fd);
 		return err;
 	}
-	chmod(path, 0600);
 	gw->ctl = (struct handle){ .kind = H_CONTROL, .fd = fd, .owner = gw };
 	snprintf(gw->ctl_path, sizeof(gw->ctl_path), "%s", path);
 	return ev_set(&gw->ctl, EPOLLIN);
+}
+
+int control_reopen(struct gateway *gw, const char *path)
+{
+	struct handle old = gw->ctl;
+	char old_path[sizeof(gw->ctl_path)];
+	int err;
+
+	snprintf(old_path, sizeof(old_path), "%s", gw->ctl_path);
+	gw->ctl = (struct handle){ .fd = -1 };
+	err = control_open(gw, path);
+	if (err) {
+		pr_warn("reload: keeping control socket %s: the new one (%s) cannot be opened",
+			old_path, path);
+		gw->ctl = old;
+		snprintf(gw->ctl_path, sizeof(gw->ctl_path), "%s", old_path);
+		return err;
+	}
+	if (old.fd >= 0) {
+		ev_forget(&old);
+		unlink(old_path);
+	}
+	return 0;
 }
 
 void control_close(struct gateway *gw)
@@ -151,6 +186,11 @@ static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 	out(cc, "bad_requests\t%" PRIu64 "\n", s->bad_requests);
 	out(cc, "upstream_errors\t%" PRIu64 "\n", s->upstream_errors);
 	out(cc, "timeouts\t%" PRIu64 "\n", s->timeouts);
+	out(cc, "max_connections\t%u\n", gw->max_conns);
+	out(cc, "max_connections_per_client\t%u\n", gw->cfg->max_connections_per_client);
+	out(cc, "refused_per_client\t%" PRIu64 "\n", s->refused_per_client);
+	out(cc, "accepting\t%s\n", gw->accept_paused ? "paused" : "yes");
+	out(cc, "accept_pauses\t%" PRIu64 "\n", s->accept_pauses);
 	out(cc, "pause\t%s\n", !ts->relay ? "-" : relay_pausing(ts->relay) ? "sockops" : "hold");
 	out(cc, "holds\t%" PRIu64 "\n", r->holds);
 	out(cc, "pauses\t%" PRIu64 "\n", r->pauses);

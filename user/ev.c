@@ -34,6 +34,14 @@ int ev_set(struct handle *h, uint32_t events)
 
 	if (h->fd < 0)
 		return 0;
+	/*
+	 * Polled for nothing: out of epoll, which reports EPOLLHUP and EPOLLERR whatever
+	 * the mask; a socket that hung up would otherwise wake the loop for ever.
+	 */
+	if (!events) {
+		ev_del(h);
+		return 0;
+	}
 	if (h->in_epoll && h->events == events)
 		return 0;
 	if (epoll_ctl(epfd, h->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, h->fd, &ev)) {

@@ -28,7 +28,10 @@ void ev_close(void);
 /* Wait for events, as epoll_wait(). */
 int ev_wait(struct epoll_event *ev, int max, int timeout_ms);
 
-/* Poll @h for @events (added on first use; nothing is done for an unchanged mask). */
+/*
+ * Poll @h for @events (added on first use; nothing is done for an unchanged mask).
+ * No events takes @h out of epoll, so a hung-up socket cannot report for ever.
+ */
 int ev_set(struct handle *h, uint32_t events);
 /* Stop polling @h but keep its fd (a socket in error reports EPOLLERR whatever the mask). */
 void ev_del(struct handle *h);

@@ -23,6 +23,8 @@ struct listener {
 /* Request counters (the stages count them; tunnelctl stats shows them). */
 struct req_stats {
 	uint64_t accepted, requests, rejected, upstream_errors, timeouts, bad_requests;
+	uint64_t refused_per_client; /* connections closed at once: max_connections_per_client */
+	uint64_t accept_pauses;  /* times the listeners stopped: max_connections or no fds */
 };
 
 struct gateway {
@@ -36,6 +38,10 @@ struct gateway {
 	struct tg_cgroup *cgroup; /* the daemon's own cgroup (pause = sockops), or NULL */
 	bool stopping;
 	uint64_t stop_deadline_ms;
+	unsigned max_conns;      /* max_connections in effect */
+	bool accept_paused;      /* listeners out of epoll until a connection slot frees */
+	unsigned paused_conns;   /* connections open when the fds ran out */
+	uint64_t paused_ms, paused_log_ms;
 
 	/* control.c */
 	struct handle ctl;       /* control socket listener */
@@ -46,6 +52,7 @@ struct gateway {
 	unsigned nconns;
 	struct conn *graveyard;  /* closed this round; freed after the event batch */
 	FILE *access_log;
+	struct admit *admit;     /* connections per client address */
 
 	/* the stages */
 	struct req_stats stats;

@@ -401,6 +401,41 @@ int http_find_field(const struct http_head *h, const char *buf, const char *name
 	return -1;
 }
 
+/* The received-by of one Via element "[proto/]version received-by [comment]". */
+static bool via_element_is(const char *p, const char *end, const char *name)
+{
+	const char *by;
+
+	while (p < end && !is_ows(*p)) /* protocol and version */
+		p++;
+	while (p < end && is_ows(*p))
+		p++;
+	for (by = p; p < end && !is_ows(*p); p++)
+		;
+	return (size_t)(p - by) == strlen(name) && !strncasecmp(by, name, p - by);
+}
+
+bool http_via_has(const struct http_head *h, const char *buf, const char *name)
+{
+	for (int i = http_find_field(h, buf, "Via", 0); i >= 0;
+	     i = http_find_field(h, buf, "Via", i + 1)) {
+		const char *p = http_ptr(buf, h->fields[i].value);
+		const char *end = p + h->fields[i].value.len;
+
+		while (p < end) {
+			const char *elem;
+
+			while (p < end && (is_ows(*p) || *p == ','))
+				p++;
+			for (elem = p; p < end && *p != ','; p++)
+				;
+			if (p > elem && via_element_is(elem, p, name))
+				return true;
+		}
+	}
+	return false;
+}
+
 /* True if the comma list @list (a Connection value) has the token @name. */
 static bool list_has(const char *buf, struct http_span list, struct http_span name)
 {
@@ -483,7 +518,8 @@ static ssize_t out_done(struct out *o)
 	return o->short_ ? -ENOSPC : (ssize_t)o->len;
 }
 
-ssize_t http_build_connect(const struct http_head *h, const char *buf, char *out, size_t outlen)
+ssize_t http_build_connect(const struct http_head *h, const char *buf, const char *extra,
+			   char *out, size_t outlen)
 {
 	struct out o = { .p = out, .cap = outlen };
 	unsigned i;
@@ -495,12 +531,23 @@ ssize_t http_build_connect(const struct http_head *h, const char *buf, char *out
 		if (!http_field_is_hop_by_hop(h, buf, i))
 			put_field(&o, buf, &h->fields[i]);
 	}
+	if (extra)
+		put_str(&o, extra);
 	put(&o, "\r\n", 2);
 	return out_done(&o);
 }
 
+/* True if the field name @name is one of the NULL-terminated @names. */
+static bool name_in(const char *buf, struct http_span name, const char *const *names)
+{
+	for (; *names; names++)
+		if (http_span_ieq(buf, name, *names))
+			return true;
+	return false;
+}
+
 ssize_t http_build_request(const struct http_head *h, const char *buf, const char *target,
-			   size_t target_len, const char *drop, const char *extra, char *out,
+			   size_t target_len, const char *const *drop, const char *extra, char *out,
 			   size_t outlen)
 {
 	struct out o = { .p = out, .cap = outlen };
@@ -510,7 +557,7 @@ ssize_t http_build_request(const struct http_head *h, const char *buf, const cha
 	put(&o, target, target_len);
 	put_str(&o, " HTTP/1.1\r\n");
 	for (unsigned i = 0; i < h->nfields; i++) {
-		if (drop && http_span_ieq(buf, h->fields[i].name, drop))
+		if (drop && name_in(buf, h->fields[i].name, drop))
 			continue;
 		if (!http_field_is_hop_by_hop(h, buf, i))
 			put_field(&o, buf, &h->fields[i]);
@@ -573,6 +620,7 @@ const char *http_reason_phrase(int status)
 		{ 503, "Service Unavailable" },
 		{ 504, "Gateway Timeout" },
 		{ 505, "HTTP Version Not Supported" },
+		{ 508, "Loop Detected" },
 		{ 511, "Network Authentication Required" },
 	};
 	size_t i;
@@ -642,6 +690,9 @@ int http_parse_authority(const char *s, size_t len, char *host, size_t hostlen, 
 		p = hend;
 	}
 	if (p == end || *p != ':' || ++p == end)
+		return -EINVAL;
+	/* "0443" is 443 to some parsers and octal to others: one spelling per port. */
+	if (*p == '0')
 		return -EINVAL;
 	for (; p < end; p++) {
 		if (*p < '0' || *p > '9')

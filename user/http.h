@@ -104,19 +104,27 @@ bool http_field_is_hop_by_hop(const struct http_head *h, const char *buf, unsign
 /*
  * Write the CONNECT request @h (parsed from @buf) as it goes to an upstream proxy:
  * "CONNECT <target as sent> HTTP/1.1", then every field that is not hop-by-hop, in
- * order, then the empty line. Returns bytes written, or -ENOSPC if @outlen is short.
+ * order, then @extra verbatim (may be NULL), then the empty line. Returns bytes
+ * written, or -ENOSPC if @outlen is short.
  */
-ssize_t http_build_connect(const struct http_head *h, const char *buf, char *out, size_t outlen);
+ssize_t http_build_connect(const struct http_head *h, const char *buf, const char *extra,
+			   char *out, size_t outlen);
+
+/*
+ * True if a Via field of @h names @name as an intermediary it passed (the received-by
+ * of any element, compared case-insensitively): the request has been here before.
+ */
+bool http_via_has(const struct http_head *h, const char *buf, const char *name);
 
 /*
  * Write the request @h (parsed from @buf) as it goes upstream: "<method> @target
  * HTTP/1.1", every field that is not hop-by-hop (Content-Length kept) and not named
- * @drop (may be NULL), then @extra verbatim (may be NULL), then the empty line.
- * Returns bytes written, or -ENOSPC.
+ * in the NULL-terminated list @drop (may be NULL), then @extra verbatim (may be NULL),
+ * then the empty line. Returns bytes written, or -ENOSPC.
  */
 ssize_t http_build_request(const struct http_head *h, const char *buf, const char *target,
-			   size_t target_len, const char *drop, const char *extra, char *out,
-			   size_t outlen);
+			   size_t target_len, const char *const *drop, const char *extra,
+			   char *out, size_t outlen);
 
 /*
  * Write the response head @h (parsed from @buf) as it goes to the client:
@@ -133,7 +141,8 @@ ssize_t http_build_response(const struct http_head *h, const char *buf, const ch
  * (letters, digits, "-._~", percent-escapes not allowed), an IPv4 literal, or a
  * bracketed IPv6 literal; port is 1..65535 without sign or leading "+". On success
  * writes the host without brackets into @host (NUL-terminated) and returns 0;
- * -EINVAL if malformed, -ENAMETOOLONG if @hostlen is too short.
+ * -EINVAL if malformed (a port with a leading zero too), -ENAMETOOLONG if @hostlen is
+ * too short.
  */
 int http_parse_authority(const char *s, size_t len, char *host, size_t hostlen, unsigned *port);
 

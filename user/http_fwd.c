@@ -10,9 +10,29 @@
 #include "conn.h"
 #include "http_fwd.h"
 
-#define VIA_FIELD "Via: 1.1 tunnelgate\r\n"
+#define MAX_INTERIM 16 /* 1xx heads relayed per request, then the upstream is broken */
 
-static void parse_response(struct conn *c);
+/* "Via: 1.1 <via_name>\r\n" into @out. */
+static const char *via_field(const struct conn *c, char *out, size_t len)
+{
+	snprintf(out, len, "Via: 1.1 %s\r\n", c->cfg->via_name);
+	return out;
+}
+
+/* The fields a forwarded request loses: ours replace some, some are for a proxy only. */
+static void dropped_fields(const struct conn *c, bool host, const char **drop)
+{
+	int n = 0;
+
+	if (host)
+		drop[n++] = "Host";
+	/* Credentials for a proxy; an origin must never see them. */
+	if (c->pool->direct)
+		drop[n++] = "Proxy-Authorization";
+	if (c->cfg->x_forwarded_for == XFF_REPLACE)
+		drop[n++] = "X-Forwarded-For";
+	drop[n] = NULL;
+}
 
 /*
  * The head of a forwarded request: to a proxy pool as the client sent it, to a direct
@@ -20,9 +40,9 @@ static void parse_response(struct conn *c);
  */
 static ssize_t forward_head(struct conn *c, char *out, size_t outlen)
 {
-	const char *target = http_ptr(c->cbuf, c->req->target);
+	const char *target = http_ptr(c->cbuf, c->req->target), *drop[4];
 	size_t tlen = c->req->target.len;
-	char extra[640], host[300] = "", xff[96] = "";
+	char extra[800], host[300] = "", xff[96] = "", via[160];
 
 	if (c->pool->direct) {
 		target = c->cbuf + c->fwd_path_off;
@@ -47,9 +67,10 @@ static ssize_t forward_head(struct conn *c, char *out, size_t outlen)
 		snprintf(xff, sizeof(xff), "X-Forwarded-For: %s\r\n", ip);
 	}
 	snprintf(extra, sizeof(extra), "%s%s%s%sConnection: close\r\n", host,
-		 c->req->chunked ? "Transfer-Encoding: chunked\r\n" : "", VIA_FIELD, xff);
-	return http_build_request(c->req, c->cbuf, target, tlen, host[0] ? "Host" : NULL, extra,
-				  out, outlen);
+		 c->req->chunked ? "Transfer-Encoding: chunked\r\n" : "",
+		 via_field(c, via, sizeof(via)), xff);
+	dropped_fields(c, host[0], drop);
+	return http_build_request(c->req, c->cbuf, target, tlen, drop, extra, out, outlen);
 }
 
 /*
@@ -133,8 +154,9 @@ static int queue_forward(struct conn *c)
 
 static int queue_connect(struct conn *c)
 {
-	char head[16384];
-	ssize_t n = http_build_connect(c->req, c->cbuf, head, sizeof(head));
+	char head[16384], via[160];
+	ssize_t n = http_build_connect(c->req, c->cbuf, via_field(c, via, sizeof(via)), head,
+				       sizeof(head));
 
 	if (n < 0 || obuf_put(&c->to_up, head, n)) {
 		conn_reply(c, 500, false, "tunnelgate: cannot build the upstream request: %s",
@@ -142,6 +164,28 @@ static int queue_connect(struct conn *c)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * The deadline while waiting for the answer: the upstream's (header_timeout_ms) once
+ * the request body is in; before that the client's: body_timeout_ms of silence, or
+ * an average under body_min_rate bytes/s once body_timeout_ms has passed.
+ */
+static void answer_deadline(struct conn *c)
+{
+	const struct config *cfg = c->cfg;
+	uint64_t now = now_ms(), rate;
+
+	if (!c->http_fwd || c->req_body_done) {
+		c->deadline_ms = now + cfg->header_timeout_ms;
+		return;
+	}
+	c->deadline_ms = c->body_last_ms + cfg->body_timeout_ms;
+	if (!cfg->body_min_rate)
+		return;
+	rate = c->body_start_ms + cfg->body_timeout_ms + c->body_up * 1000 / cfg->body_min_rate;
+	if (rate < c->deadline_ms)
+		c->deadline_ms = rate;
 }
 
 void http_fwd_start(struct conn *c)
@@ -164,7 +208,8 @@ void http_fwd_start(struct conn *c)
 	http_head_init(c->resp, false, c->cfg->max_header_bytes);
 	c->resp->head_only_response = c->http_fwd && c->req->method == HTTP_HEAD;
 	c->state = CS_RESP_HEAD;
-	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
+	c->body_start_ms = c->body_last_ms = now_ms();
+	answer_deadline(c);
 	err = obuf_flush(&c->to_up, c->uh.fd);
 	if (err < 0 && err != -EAGAIN) {
 		c->dial_err = err;
@@ -231,10 +276,13 @@ static void head_unrelayable(struct conn *c)
 		   c->uname);
 }
 
-/* A 1xx answer to a forwarded request: pass it on and wait for the final one. */
-static void forward_interim(struct conn *c)
+/*
+ * A 1xx answer to a forwarded request: pass it on and wait for the final one. Returns
+ * true if bytes after it wait in ubuf to be parsed as the next head.
+ */
+static bool forward_interim(struct conn *c)
 {
-	char head[16384];
+	char head[16384], via[160];
 	size_t rest;
 	ssize_t n;
 
@@ -242,12 +290,18 @@ static void forward_interim(struct conn *c)
 		/* Upgrade is hop-by-hop and never forwarded: a switch is a broken upstream. */
 		conn_reply(c, 502, false, "tunnelgate: upstream %s switched protocols without an Upgrade request",
 			   c->uname);
-		return;
+		return false;
 	}
-	n = http_build_response(c->resp, c->ubuf, VIA_FIELD, head, sizeof(head));
+	if (++c->interims > MAX_INTERIM) {
+		conn_reply(c, 502, false, "tunnelgate: upstream %s sent more than %d interim (1xx) responses to one request",
+			   c->uname, MAX_INTERIM);
+		return false;
+	}
+	n = http_build_response(c->resp, c->ubuf, via_field(c, via, sizeof(via)), head,
+				sizeof(head));
 	if (n < 0 || obuf_put(&c->to_client, head, n)) {
 		head_unrelayable(c);
-		return;
+		return false;
 	}
 	rest = c->ulen - c->resp->head_len;
 	memmove(c->ubuf, c->ubuf + c->resp->head_len, rest);
@@ -255,8 +309,7 @@ static void forward_interim(struct conn *c)
 	http_head_init(c->resp, false, c->cfg->max_header_bytes);
 	c->resp->head_only_response = c->req->method == HTTP_HEAD;
 	obuf_flush(&c->to_client, c->ch.fd);
-	if (rest)
-		parse_response(c);
+	return rest > 0;
 }
 
 /* A 2xx to CONNECT: its head and the tunnel bytes that came with it go to the client. */
@@ -282,6 +335,7 @@ static bool final_framing(struct conn *c, char *extra, size_t len)
 {
 	enum http_framing f = http_body_framing(c->resp);
 	bool keep = c->req->keep_alive && (c->http_fwd || !conn_sent_past_head(c));
+	char via[160];
 
 	extra[0] = '\0';
 	if ((c->resp->head_only_response && c->resp->has_content_length) || f == HTTP_BODY_LENGTH)
@@ -296,14 +350,14 @@ static bool final_framing(struct conn *c, char *extra, size_t len)
 	if (!keep)
 		strcat(extra, "Connection: close\r\n");
 	if (c->http_fwd)
-		strcat(extra, VIA_FIELD);
+		strcat(extra, via_field(c, via, sizeof(via)));
 	return keep;
 }
 
 /* The final answer to a plain request, or a non-2xx to CONNECT: relay head and body. */
 static void relay_final(struct conn *c)
 {
-	char head[16384], extra[160];
+	char head[16384], extra[320];
 	ssize_t n;
 
 	c->close_after_reply = !final_framing(c, extra, sizeof(extra));
@@ -325,9 +379,7 @@ static void relay_final(struct conn *c)
 static void response_head(struct conn *c)
 {
 	c->status = c->resp->status;
-	if (c->http_fwd && c->resp->status < 200)
-		forward_interim(c);
-	else if (!c->http_fwd && c->resp->status >= 200 && c->resp->status < 300)
+	if (!c->http_fwd && c->resp->status >= 200 && c->resp->status < 300)
 		established(c);
 	else if (c->resp->status < 200)
 		/* Interim responses to a CONNECT have no use here; a proxy that sends them breaks. */
@@ -343,28 +395,37 @@ static void head_too_large(struct conn *c)
 		   c->uname, c->cfg->max_header_bytes);
 }
 
+/* Parse the heads in ubuf: interim ones are relayed, the final one is acted on. */
 static void parse_response(struct conn *c)
 {
-	ssize_t h = http_head_parse(c->resp, c->ubuf, c->ulen);
+	for (;;) {
+		ssize_t h = http_head_parse(c->resp, c->ubuf, c->ulen);
 
-	if (h == 0) {
-		if (c->ulen == c->ucap)
-			head_too_large(c);
-		return;
+		if (h == 0) {
+			if (c->ulen == c->ucap)
+				head_too_large(c);
+			return;
+		}
+		if (h < 0) {
+			conn_reply(c, 502, false, "tunnelgate: upstream %s sent a malformed response: %s",
+				   c->uname, c->resp->error ? c->resp->error : "parse error");
+			return;
+		}
+		if (!c->http_fwd || c->resp->status >= 200) {
+			response_head(c);
+			return;
+		}
+		if (!forward_interim(c))
+			return;
 	}
-	if (h < 0) {
-		conn_reply(c, 502, false, "tunnelgate: upstream %s sent a malformed response: %s",
-			   c->uname, c->resp->error ? c->resp->error : "parse error");
-		return;
-	}
-	response_head(c);
 }
 
 static void upstream_readable(struct conn *c)
 {
 	ssize_t n;
 
-	if (c->state == CS_RESP_BODY && obuf_pending(&c->to_client) >= CONN_OBUF_HIGH)
+	/* The client reads slower than the upstream sends: wait (stream.c stops polling). */
+	if (obuf_pending(&c->to_client) >= CONN_OBUF_HIGH)
 		return;
 	if (c->ulen == c->ucap) {
 		head_too_large(c);
@@ -408,6 +469,7 @@ void http_fwd_body_read(struct conn *c)
 		if (n > 0) {
 			c->crecvd += n;
 			c->clen += n;
+			c->body_last_ms = now_ms();
 		}
 	}
 	err = req_body_feed(c);
@@ -421,9 +483,9 @@ void http_fwd_body_read(struct conn *c)
 		conn_close(c, "upstream went away in the middle of a request body");
 		return;
 	}
-	/* A slow upload must not make the response head time out. */
+	/* An upload in progress is timed as the client's; the answer's wait starts after it. */
 	if (c->state == CS_RESP_HEAD)
-		c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
+		answer_deadline(c);
 }
 
 void http_fwd_upstream_event(struct conn *c, uint32_t events)

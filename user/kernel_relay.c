@@ -220,10 +220,6 @@ static size_t hold_cap(const struct tunnel *t)
 }
 
 /*
- * Direction @d holds bytes on its source socket. Once the peer has taken every byte
- * before them, copy them over and release them. Returns -errno on a socket error.
- */
-/*
  * Write held bytes read earlier and read more, HOLD_ROUNDS times at most. @inq gets
  * the last SIOCINQ. Returns 0, or -errno on a socket error.
  */
@@ -260,6 +256,10 @@ static int hold_copy(struct tunnel *t, int d, int *inq)
 	return 0;
 }
 
+/*
+ * Direction @d holds bytes on its source socket. Once the peer has taken every byte
+ * before them, copy them over and release them. Returns -errno on a socket error.
+ */
 static int kdir_release(struct tunnel *t, int d)
 {
 	struct kdir *k = &t->kd[d];
@@ -353,6 +353,32 @@ static int kdir_copy_rest(struct tunnel *t, int d, bool dead)
  * -errno on a socket error, -EPROTO if held bytes are left on a socket that cannot
  * rejoin (they cannot be read in order).
  */
+/*
+ * Direction @d's daemon copy (a tail, or a reset's rest) starts only once the peer
+ * has taken every byte the kernel redirected before it, so nothing is reordered.
+ * True when it may go on; else k->wait asks for polling.
+ */
+static bool copy_may_start(struct tunnel *t, int d)
+{
+	struct kdir *k = &t->kd[d];
+	uint64_t backlog;
+	struct tg_end e;
+
+	if (k->tail_copied || k->tail_eof)
+		return true; /* started already: its own bytes are behind the redirected ones */
+	if (kdir_backlog(t, d, &e, &backlog))
+		return false;
+	k->wait = backlog > 0;
+	return !k->wait;
+}
+
+/* The tail of a paused direction that cannot rejoin: copied once the backlog is out. */
+static int tail_copy(struct tunnel *t, int d)
+{
+	t->kd[d].tail = true;
+	return copy_may_start(t, d) ? kdir_copy_rest(t, d, false) : 0;
+}
+
 static int kdir_resume(struct tunnel *t, int d)
 {
 	struct pollfd pfd = { .fd = dir_dst(t, d), .events = POLLOUT };
@@ -362,7 +388,7 @@ static int kdir_resume(struct tunnel *t, int d)
 	int err;
 
 	if (k->tail)
-		return kdir_copy_rest(t, d, false);
+		return tail_copy(t, d);
 	if (kdir_backlog(t, d, &e, &backlog))
 		return 0;
 	/* Redirected bytes still queued are fine: resumed bytes queue behind them. */
@@ -370,14 +396,16 @@ static int kdir_resume(struct tunnel *t, int d)
 	if (k->wait || poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLOUT))
 		return 0;
 	err = relay_resume(t->set->relay, t->cookie[d], dir_src(t, d));
-	if (err) {
+	if (err == -EOPNOTSUPP) {
 		/* Not established any more (a FIN came, or this side was shut). */
 		pr_debug("tunnel %llu dir %d: cannot rejoin the kernel relay (%s): the daemon "
 			 "copies the rest", (unsigned long long)t->id, d, strerror(-err));
 		if (e.held != k->released)
 			return -EPROTO;
-		return kdir_copy_rest(t, d, false);
+		return tail_copy(t, d);
 	}
+	if (err)
+		return err;
 	k->resumes = e.pauses;
 	k->paused = false;
 	return 0;
@@ -438,7 +466,8 @@ static void kdir_events(struct tunnel *t)
 		if (h->fd < 0)
 			continue;
 		if (k->tail) {
-			if (!k->tail_eof && !k->hold_len)
+			/* Not while the copy waits for the backlog: readable would spin. */
+			if (!k->tail_eof && !k->hold_len && !k->wait)
 				ev |= EPOLLIN;
 		} else if (!k->eof) {
 			ev |= EPOLLRDHUP;
@@ -528,6 +557,8 @@ int kernel_relay_drain_reset(struct tunnel *t, int d)
 	uint64_t backlog;
 	struct tg_end e;
 
+	if (!copy_may_start(t, d))
+		return 0;
 	if (kdir_copy_rest(t, d, true) < 0)
 		return -1;
 	if (!k->tail_eof || k->hold_len || kdir_backlog(t, d, &e, &backlog))

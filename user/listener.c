@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* The listening sockets of `listen`. */
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,4 +108,61 @@ void listeners_close(struct gateway *gw)
 {
 	listeners_free(gw->listeners);
 	gw->listeners = NULL;
+}
+
+/* True if @ip (16 bytes, IPv4 mapped) is an address of this host. */
+static bool local_ip(const uint8_t ip[16])
+{
+	static const uint8_t any6[16], lo6[16] = { [15] = 1 };
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+	struct ifaddrs *ifs, *i;
+	bool v4 = !memcmp(ip, mapped, 12), found = false;
+
+	/* 0.0.0.0 and :: reach this host too, and all of 127/8. */
+	if (!memcmp(ip, any6, 16) || !memcmp(ip, lo6, 16) ||
+	    (v4 && (ip[12] == 127 || !memcmp(ip + 12, any6, 4))))
+		return true;
+	if (getifaddrs(&ifs))
+		return false;
+	for (i = ifs; i && !found; i = i->ifa_next) {
+		struct sockaddr_any a = { .len = sizeof(a.ss) };
+		uint8_t got[16];
+
+		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
+				     i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		memcpy(&a.ss, i->ifa_addr, i->ifa_addr->sa_family == AF_INET ?
+		       sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+		found = sockaddr_ip16(&a, got) && !memcmp(got, ip, 16);
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
+static unsigned port_of(const struct sockaddr_any *a)
+{
+	return ntohs(a->sa.sa_family == AF_INET6 ? a->in6.sin6_port : a->in.sin_port);
+}
+
+bool listener_is_self(const struct gateway *gw, const struct sockaddr_any *to)
+{
+	static const uint8_t any6[16];
+	uint8_t ip[16], lip[16];
+
+	if (!sockaddr_ip16(to, ip))
+		return false;
+	for (const struct listener *l = gw->listeners; l; l = l->next) {
+		bool l_v4 = l->addr.sa.sa_family == AF_INET, to_v4 = ip[10] == 0xff &&
+			    ip[11] == 0xff && !memcmp(ip, any6, 10);
+
+		if (port_of(&l->addr) != port_of(to) || !sockaddr_ip16(&l->addr, lip))
+			continue;
+		if (!memcmp(ip, lip, 16))
+			return true;
+		/* A wildcard listener has every local address of its family (IPv6 is v6only). */
+		if (l_v4 == to_v4 && (l_v4 ? !memcmp(lip + 12, any6, 4) : !memcmp(lip, any6, 16)) &&
+		    local_ip(ip))
+			return true;
+	}
+	return false;
 }

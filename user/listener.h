@@ -11,6 +11,11 @@
  * the new ones, close the rest. Returns 0, or -EADDRNOTAVAIL with the old set kept.
  */
 int listeners_sync(struct gateway *gw, const struct config *cfg);
+/*
+ * True if a connection to @to would reach one of @gw's own listeners: its address,
+ * or any local address on the port of a wildcard listener.
+ */
+bool listener_is_self(const struct gateway *gw, const struct sockaddr_any *to);
 /* Close every listener. */
 void listeners_close(struct gateway *gw);
 

@@ -4,6 +4,7 @@
  * accepting, and the dispatch of every epoll event to its owner.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "cgroup.h"
 #include "conn.h"
 #include "control.h"
@@ -18,6 +20,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "priv.h"
 #include "relay.h"
 #include "resolver.h"
 #include "stream.h"
@@ -27,20 +30,73 @@
 #define TIMER_TICK_MS 50
 #define IDLE_SCAN_MS 1000
 #define ACCEPT_BATCH 64
+#define ACCEPT_LOG_MS 10000 /* at most one "not accepting" line per this */
+#define ACCEPT_RETRY_MS 1000 /* out of fds with no connection closed: try again after this */
+
+/* Stop accepting until a connection slot frees; new clients wait in the backlog. */
+static void accept_pause(struct gateway *gw, const char *why)
+{
+	uint64_t now = now_ms();
+
+	for (struct listener *l = gw->listeners; l; l = l->next)
+		ev_set(&l->h, 0);
+	gw->accept_paused = true;
+	gw->paused_conns = gw->nconns;
+	gw->paused_ms = now;
+	gw->stats.accept_pauses++;
+	if (now - gw->paused_log_ms >= ACCEPT_LOG_MS || !gw->paused_log_ms) {
+		gw->paused_log_ms = now;
+		pr_warn("not accepting connections for now: %s (%u open); raise it, or the fd limit (ulimit -n)",
+			why, gw->nconns);
+	}
+}
+
+/* Accept again once below max_connections and, after running out of fds, once one freed. */
+static void accept_resume(struct gateway *gw)
+{
+	if (!gw->accept_paused || gw->stopping || gw->nconns >= gw->max_conns)
+		return;
+	if (gw->nconns >= gw->paused_conns && now_ms() - gw->paused_ms < ACCEPT_RETRY_MS)
+		return;
+	gw->accept_paused = false;
+	for (struct listener *l = gw->listeners; l; l = l->next)
+		ev_set(&l->h, EPOLLIN);
+}
+
+/* Over max_connections_per_client: a short 503, then close (best effort, never blocks). */
+static void refuse_client(struct gateway *gw, int fd)
+{
+	static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+				  "Content-Length: 64\r\n\r\n"
+				  "tunnelgate: too many connections from your address; retry later\n";
+
+	gw->stats.refused_per_client++;
+	if (send(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		pr_debug("refusing a client: %s", strerror(errno));
+	close(fd);
+}
 
 static void accept_ready(struct gateway *gw, struct listener *l)
 {
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_any a = { .len = sizeof(a.ss) };
+		unsigned per_client = gw->cfg->max_connections_per_client;
 		struct conn *c;
 		int fd;
 
+		if (gw->nconns >= gw->max_conns) {
+			accept_pause(gw, "max_connections reached");
+			return;
+		}
 		fd = accept4(l->h.fd, &a.sa, &a.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE)
-				pr_warn("cannot accept: %s (raise the fd limit: ulimit -n)",
-					strerror(errno));
+				accept_pause(gw, strerror(errno));
 			return;
+		}
+		if (per_client && admit_count(gw->admit, &a) >= per_client) {
+			refuse_client(gw, fd);
+			continue;
 		}
 		c = conn_new(gw, fd, &a);
 		if (!c) {
@@ -55,10 +111,10 @@ static void accept_ready(struct gateway *gw, struct listener *l)
 
 static void resolved(struct gateway *gw)
 {
-	struct resolve_req *req, *next;
+	struct resolve_req *req;
 
-	for (req = resolver_done(gw->resolver); req; req = next) {
-		next = req->next;
+	/* One at a time: an answer's stage may close a connection whose look-up is next. */
+	while ((req = resolver_done(gw->resolver))) {
 		stream_resolved(req->owner, req);
 		free(req);
 	}
@@ -93,17 +149,29 @@ static void idle_scan(struct gateway *gw)
 	}
 }
 
-static FILE *open_access_log(const char *path)
+/*
+ * Created 0640 (it names clients and their targets), never through a symlink. On
+ * failure @keep stays: stderr at start, the open log on SIGHUP, when the daemon runs
+ * as `user` (priv.c), which must be able to write the file.
+ */
+static FILE *open_access_log(const char *path, FILE *keep)
 {
-	FILE *f;
+	FILE *f = NULL;
+	int fd, err;
 
 	if (!strcmp(path, "-"))
 		return stderr;
-	f = fopen(path, "ae");
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (fd >= 0 && !(f = fdopen(fd, "a"))) {
+		err = errno;
+		close(fd);
+		errno = err;
+	}
 	if (!f)
-		pr_warn("cannot open access_log %s: %s (logging to stderr instead)", path,
-			strerror(errno));
-	return f ? f : stderr;
+		pr_warn("cannot open access_log %s: %s (%s)", path, strerror(errno),
+			keep == stderr ? "logging to stderr instead" :
+			"keeping the open one: the daemon's user must be able to write it");
+	return f ? f : keep;
 }
 
 static void close_access_log(struct gateway *gw)
@@ -113,11 +181,21 @@ static void close_access_log(struct gateway *gw)
 	gw->access_log = NULL;
 }
 
+/* The resolver's settings are read once, at start. */
+static bool resolver_changed(const struct config *a, const struct config *b)
+{
+	return a->resolver.len != b->resolver.len ||
+	       memcmp(&a->resolver.ss, &b->resolver.ss, a->resolver.len) ||
+	       a->resolver_timeout_ms != b->resolver_timeout_ms ||
+	       a->resolver_max_queries != b->resolver_max_queries;
+}
+
 /* A new config that can run replaces the current one; the old one stays with its connections. */
 static void reload(struct gateway *gw)
 {
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	char err[512];
+	FILE *log;
 
 	if (!cfg)
 		return;
@@ -128,25 +206,43 @@ static void reload(struct gateway *gw)
 		return;
 	}
 	cfg->refs = 1;
+	if (priv_reload_check(gw, cfg)) {
+		config_put(cfg);
+		return;
+	}
 	if (listeners_sync(gw, cfg)) {
 		pr_warn("reload failed, keeping the running config: a listen address is not available");
 		config_put(cfg);
 		return;
 	}
 	if (strcmp(cfg->bpf_pin_dir, gw->cfg->bpf_pin_dir) || cfg->relay != gw->cfg->relay ||
-	    cfg->pause != gw->cfg->pause)
-		pr_warn("reload: relay, pause and bpf_pin_dir changes take effect on restart only");
-	if (strcmp(cfg->control, gw->ctl_path)) {
-		control_close(gw);
-		control_open(gw, cfg->control);
+	    cfg->pause != gw->cfg->pause || resolver_changed(cfg, gw->cfg))
+		pr_warn("reload: relay, pause, bpf_pin_dir and resolver* changes take effect on restart only");
+	if (strcmp(cfg->control, gw->ctl_path))
+		control_reopen(gw, cfg->control);
+	log = open_access_log(cfg->access_log, gw->access_log);
+	if (log != gw->access_log) {
+		close_access_log(gw);
+		gw->access_log = log;
 	}
-	close_access_log(gw);
-	gw->access_log = open_access_log(cfg->access_log);
 	config_put(gw->cfg);
 	gw->cfg = cfg;
+	gw->max_conns = config_max_connections(cfg);
 	tunnels_set_bounds(&gw->tunnels, cfg);
 	pr_info("reloaded %s: %u listeners, %u pools, %u rules", gw->cfg_path, cfg->nlisten,
 		cfg->npools, cfg->nrules);
+}
+
+/* Draining: keep-alive connections waiting for a next request close now. */
+static void close_idle(struct gateway *gw)
+{
+	struct conn *c, *next;
+
+	for (c = gw->conns; c; c = next) {
+		next = c->next;
+		if (c->state == CS_REQ_HEAD && !c->clen)
+			conn_close(c, "draining: idle connection");
+	}
 }
 
 /* Returns 1 when the daemon must exit now. */
@@ -156,7 +252,10 @@ static int signal_event(struct gateway *gw)
 
 	while (read(gw->sigh.fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			reload(gw);
+			if (gw->stopping)
+				pr_info("SIGHUP while draining: nothing reloaded or reopened");
+			else
+				reload(gw);
 			continue;
 		}
 		if (gw->stopping) {
@@ -169,6 +268,7 @@ static int signal_event(struct gateway *gw)
 		gw->stop_deadline_ms = now_ms() + gw->cfg->drain_timeout_ms;
 		listeners_close(gw);
 		control_close(gw);
+		close_idle(gw);
 	}
 	return 0;
 }
@@ -231,7 +331,7 @@ static int open_relay(struct gateway *gw, const char *pause_why)
 
 static int start(struct gateway *gw)
 {
-	char pause_why[512] = "";
+	char pause_why[512] = "", why[256];
 
 	if (setup_signals(gw)) {
 		pr_warn("cannot set up signal handling: %s", strerror(errno));
@@ -243,14 +343,16 @@ static int start(struct gateway *gw)
 	if (listeners_sync(gw, gw->cfg) || control_open(gw, gw->cfg->control) ||
 	    open_relay(gw, pause_why))
 		return -1;
-	gw->resolver = resolver_start();
+	gw->resolver = resolver_start(gw->cfg, why, sizeof(why));
 	if (!gw->resolver) {
-		pr_warn("cannot start the name resolver thread: %s", strerror(errno));
+		pr_warn("cannot start the name resolver: %s", why);
 		return -1;
 	}
 	gw->resolver_h = (struct handle){ .kind = H_RESOLVER, .fd = resolver_fd(gw->resolver),
 					  .owner = gw };
 	ev_set(&gw->resolver_h, EPOLLIN);
+	if (priv_drop(gw)) /* everything that needs root is done by now */
+		return -1;
 	pr_info("listening on %u address(es), relay %s%s, control %s", gw->cfg->nlisten,
 		relay_kind_name(gw->tunnels.default_kind),
 		gw->tunnels.relay ? relay_pausing(gw->tunnels.relay) ? " (pause sockops)" :
@@ -264,6 +366,7 @@ static void shutdown_all(struct gateway *gw)
 		conn_close(gw->conns, "daemon exiting");
 	listeners_close(gw);
 	control_close(gw);
+	priv_exit(); /* as `user`, the helper removes the pins, the cgroup, the socket */
 	relay_close(gw->tunnels.relay);
 	cgroup_leave(gw->cgroup);
 	if (gw->resolver) {
@@ -275,6 +378,7 @@ static void shutdown_all(struct gateway *gw)
 	ev_close();
 	config_put(gw->cfg);
 	conn_bury(gw);
+	admit_free(gw->admit);
 }
 
 /* The wait for the next epoll round: timers, polled tunnels and the drain. */
@@ -282,9 +386,12 @@ static int next_timeout(struct gateway *gw)
 {
 	int timeout = gw->conns ? TIMER_TICK_MS : -1;
 	int poll = tunnel_watch_poll(&gw->tunnels);
+	int dns = resolver_timeout_ms(gw->resolver);
 
 	if (poll >= 0 && (timeout < 0 || poll < timeout))
 		timeout = poll;
+	if (dns >= 0 && (timeout < 0 || dns < timeout))
+		timeout = dns;
 	if (gw->stopping && (timeout < 0 || timeout > TIMER_TICK_MS))
 		timeout = TIMER_TICK_MS;
 	return timeout;
@@ -339,6 +446,8 @@ static int run(struct gateway *gw)
 		for (int i = 0; i < n; i++)
 			if (dispatch(gw, ev[i].data.ptr, ev[i].events))
 				return 0;
+		if (!resolver_timeout_ms(gw->resolver)) /* a look-up's deadline, c-ares' timers */
+			resolved(gw);
 		if (now_ms() - last_tick >= TIMER_TICK_MS) {
 			last_tick = now_ms();
 			check_deadlines(gw);
@@ -348,6 +457,7 @@ static int run(struct gateway *gw)
 			idle_scan(gw);
 		}
 		conn_bury(gw);
+		accept_resume(gw);
 	}
 }
 
@@ -362,8 +472,10 @@ int gateway_run(struct config *cfg, const char *path)
 		pr_warn("cannot create epoll instance: %s", strerror(errno));
 		return 1;
 	}
-	gw.access_log = open_access_log(cfg->access_log);
-	if (!start(&gw))
+	gw.access_log = open_access_log(cfg->access_log, stderr);
+	gw.max_conns = config_max_connections(cfg);
+	gw.admit = admit_new();
+	if (gw.admit && !start(&gw))
 		rc = run(&gw);
 	shutdown_all(&gw);
 	return rc;

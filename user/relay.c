@@ -27,6 +27,7 @@ struct relay {
 	int socks_fd, ingress_fd, ends_fd, tunnels_fd, released_fd;
 	int sndbuf, rcvbuf;       /* forced on relay sockets in pause mode; 0 = leave */
 	char pin_dir[256];        /* as config.bpf_pin_dir */
+	bool pins_elsewhere;      /* relay_close() leaves the pins (relay_leave_pins()) */
 };
 
 /* The maps pinned under pin_dir, by name. */
@@ -191,11 +192,24 @@ err_free:
 	return NULL;
 }
 
+void relay_unpin(struct relay *r)
+{
+	if (r)
+		unpin_all(r);
+}
+
+void relay_leave_pins(struct relay *r)
+{
+	if (r)
+		r->pins_elsewhere = true;
+}
+
 void relay_close(struct relay *r)
 {
 	if (!r)
 		return;
-	unpin_all(r);
+	if (!r->pins_elsewhere)
+		unpin_all(r);
 	bpf_link__destroy(r->sockops);
 	/* Closing the map fds frees the maps and detaches the program with them. */
 	relay_bpf__destroy(r->skel);

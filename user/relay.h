@@ -46,6 +46,18 @@ int relay_resume(struct relay *r, uint64_t cookie, int fd);
 void relay_close(struct relay *r);
 
 /*
+ * Remove the pins and the pin dir only (missing ones are fine; relay_close() does it
+ * too): for priv.c's clean-up helper, which keeps root's access to them. Safe on NULL.
+ */
+void relay_unpin(struct relay *r);
+
+/*
+ * From now on relay_close() leaves the pins and the pin dir to another process that
+ * calls relay_unpin() (priv.c's helper: as `user` the daemon cannot). Safe on NULL.
+ */
+void relay_leave_pins(struct relay *r);
+
+/*
  * Hand the connected sockets @cfd (client) and @ufd (upstream) of tunnel @t->id to the
  * kernel: @t is the initial map value (addresses, start time, bytes the daemon already
  * forwarded). Bytes already in either receive queue are relayed at once. Stores the

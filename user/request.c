@@ -12,9 +12,17 @@
 static void route(struct conn *c, const struct rule_input *in)
 {
 	struct config *cfg = c->cfg;
-	const struct rule *r = rules_match(cfg, in);
+	const struct rule *r;
+	int err = rules_match(cfg, in, &r);
 
 	c->pool = &cfg->pools[cfg->default_pool];
+	if (err) {
+		c->gw->stats.bad_requests++;
+		conn_reply(c, err == -ENOMEM ? 503 : 400, false,
+			   "tunnelgate: the request path cannot be checked against the rules: %s",
+			   path_strerror(err));
+		return;
+	}
 	if (r && r->action == ACT_REJECT) {
 		c->gw->stats.rejected++;
 		conn_reply(c, 403, true, "tunnelgate: request rejected by rule '%s'", r->name);
@@ -22,6 +30,12 @@ static void route(struct conn *c, const struct rule_input *in)
 	}
 	if (r && r->action == ACT_POOL)
 		c->pool = &cfg->pools[r->pool];
+	if (c->http_fwd && c->pool->direct && !config_http_port_allowed(cfg, c->tport)) {
+		c->gw->stats.rejected++;
+		conn_reply(c, 403, true, "tunnelgate: plain HTTP to port %u is not allowed (http_ports)",
+			   c->tport);
+		return;
+	}
 	c->state = CS_ROUTE;
 }
 
@@ -42,7 +56,7 @@ static void handle_connect(struct conn *c)
 	err = http_parse_authority(t, c->req->target.len, c->thost, sizeof(c->thost), &c->tport);
 	if (err) {
 		c->gw->stats.bad_requests++;
-		conn_reply(c, 400, false, "tunnelgate: CONNECT target '%s' is not host:port (port 1-65535, IPv6 in brackets)",
+		conn_reply(c, 400, false, "tunnelgate: CONNECT target '%s' is not host:port (port 1-65535 without leading zeros, IPv6 in brackets)",
 			   c->target);
 		return;
 	}
@@ -150,6 +164,16 @@ void request_parse(struct conn *c)
 	}
 	c->req_len = n;
 	c->gw->stats.requests++;
+	if (c->gw->stopping) {
+		conn_reply(c, 503, false, "tunnelgate: this gateway is shutting down; send the request again to another one");
+		return;
+	}
+	if (http_via_has(c->req, c->cbuf, c->cfg->via_name)) {
+		c->gw->stats.rejected++;
+		conn_reply(c, 508, false, "tunnelgate: loop detected: this request has passed this gateway before (Via names %s); check the next hops' configuration",
+			   c->cfg->via_name);
+		return;
+	}
 	if (c->req->method != HTTP_CONNECT)
 		handle_http(c);
 	else

@@ -19,9 +19,9 @@ static void splice_events(struct tunnel *t)
 	struct splice_dir *up = &t->sdir[TG_DIR_UP], *down = &t->sdir[TG_DIR_DOWN];
 	uint32_t ce = 0, ue = 0;
 
-	if (!up->eof && up->in_pipe < SPLICE_PIPE_BYTES)
+	if (!up->eof && up->in_pipe < SPLICE_PIPE_BYTES && !up->in_blocked)
 		ce |= EPOLLIN;
-	if (!down->eof && down->in_pipe < SPLICE_PIPE_BYTES)
+	if (!down->eof && down->in_pipe < SPLICE_PIPE_BYTES && !down->in_blocked)
 		ue |= EPOLLIN;
 	if (up->in_pipe)
 		ue |= EPOLLOUT;
@@ -70,6 +70,13 @@ static int pump_in(struct tunnel *t, int d)
 		s->eof = true;
 	else if (errno != EAGAIN && errno != EINTR)
 		return -errno;
+	/*
+	 * A pipe holds a page per small write: 64 writes of 1000 bytes fill a 256 KiB
+	 * pipe. Nothing taken while bytes wait in it means it may be full; polling the
+	 * readable source would then spin, so wait until bytes leave the pipe.
+	 */
+	else if (s->in_pipe)
+		s->in_blocked = true;
 	return 0;
 }
 
@@ -85,6 +92,7 @@ static int pump_out(struct tunnel *t, int d)
 		   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0) {
 		s->in_pipe -= n;
+		s->in_blocked = false;
 		t->spliced[d] += n;
 		t->last_ms = now_ms();
 		return 1;

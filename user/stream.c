@@ -24,10 +24,8 @@ static void stream_events(struct conn *c)
 		ue = EPOLLOUT;
 		break;
 	case CS_RESP_HEAD:
-		ue = EPOLLIN | (to_up ? EPOLLOUT : 0);
-		ce = to_client ? EPOLLOUT : 0;
-		break;
 	case CS_RESP_BODY:
+		/* Interim heads and bodies queue for the client: read no more past the mark. */
 		ce = to_client ? EPOLLOUT : 0;
 		ue = (to_client < CONN_OBUF_HIGH ? EPOLLIN : 0) | (to_up ? EPOLLOUT : 0);
 		break;
@@ -187,8 +185,12 @@ void stream_timeout(struct conn *c)
 		break;
 	case CS_RESP_HEAD:
 		c->gw->stats.timeouts++;
-		conn_reply(c, 504, false, "tunnelgate: upstream %s did not answer within header_timeout_ms (%u)",
-			   c->uname, c->cfg->header_timeout_ms);
+		if (c->http_fwd && !c->req_body_done)
+			conn_reply(c, 408, false, "tunnelgate: request body too slow: nothing for body_timeout_ms (%u) or under body_min_rate (%u bytes/s)",
+				   c->cfg->body_timeout_ms, c->cfg->body_min_rate);
+		else
+			conn_reply(c, 504, false, "tunnelgate: upstream %s did not answer within header_timeout_ms (%u)",
+				   c->uname, c->cfg->header_timeout_ms);
 		break;
 	default:
 		conn_close(c, "response could not be delivered in time");

@@ -28,6 +28,8 @@ enum relay_step {
 struct splice_dir {
 	int pipe[2];
 	size_t in_pipe;          /* bytes in the pipe, not yet written to the peer */
+	bool in_blocked;         /* the pipe took no more (its slots, not bytes, ran out):
+				  * read again once bytes leave it */
 	bool eof;                /* source socket sent FIN */
 	bool shut;               /* shutdown(peer, SHUT_WR) done */
 };

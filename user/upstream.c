@@ -9,6 +9,7 @@
 #include <linux/tcp.h>
 
 #include "conn.h"
+#include "listener.h"
 #include "log.h"
 #include "pool.h"
 #include "resolver.h"
@@ -22,12 +23,18 @@ void upstream_failed(struct conn *c, int err)
 
 	if (c->server)
 		c->server->state->failures++;
-	/* A refused or unreachable proxy: try another server of the pool, once. */
-	if (c->server && c->attempts < 2 && c->pool->nservers > 1) {
+	/*
+	 * A refused or unreachable proxy: try another server of the pool, once. What was
+	 * queued for the failed one goes; the next one gets the request again from cbuf,
+	 * where a CONNECT head and the bytes after it stay until the hand-off. A plain
+	 * request's head has left cbuf once sent: it is not sent twice.
+	 */
+	if (c->server && c->attempts < 2 && c->pool->nservers > 1 && c->req_len > 0) {
 		struct server *bad = c->server;
 
 		pr_warn("upstream %s for %s: %s; trying another server of pool %s", name,
 			c->target, strerror(-err), c->pool->name);
+		obuf_free(&c->to_up);
 		conn_drop_upstream(c);
 		c->server = pool_pick(c->pool, &c->caddr, c->target, bad);
 		if (c->server) {
@@ -59,6 +66,14 @@ static bool literal_target(struct conn *c, struct sockaddr_any *out)
 	return false;
 }
 
+/* The request would come back to this gateway: refuse it before a socket is made. */
+static void loop_detected(struct conn *c, const char *where)
+{
+	c->gw->stats.rejected++;
+	conn_reply(c, 508, false, "tunnelgate: loop detected: %s is this gateway's own listen address; send the request to another host",
+		   where);
+}
+
 /* Look the target's host name up off the loop; dial() goes on when it is answered. */
 static void resolve_async(struct conn *c)
 {
@@ -73,13 +88,19 @@ static void resolve_async(struct conn *c)
 	req->owner = c;
 	c->rreq = req;
 	c->state = CS_DIAL;
-	c->deadline_ms = now_ms() + c->cfg->connect_timeout_ms;
+	c->deadline_ms = 0; /* the resolver answers by resolver_timeout_ms */
 	resolver_submit(c->gw->resolver, req);
 }
 
 void upstream_resolved(struct conn *c, const struct resolve_req *req)
 {
 	c->rreq = NULL;
+	if (req->err == -ETIMEDOUT) {
+		c->gw->stats.timeouts++;
+		conn_reply(c, 504, true, "tunnelgate: resolving %s timed out (resolver_timeout_ms; check that the DNS server answers)",
+			   c->thost);
+		return;
+	}
 	if (req->err) {
 		conn_reply(c, 502, true, "tunnelgate: cannot resolve %s (check the name and the host's DNS settings)",
 			   c->thost);
@@ -109,6 +130,10 @@ static void dial(struct conn *c)
 		to = &c->uaddr;
 		sockaddr_fmt(to, c->uname, sizeof(c->uname));
 	}
+	if (listener_is_self(c->gw, to)) {
+		loop_detected(c, c->uname);
+		return;
+	}
 	fd = socket(to->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		conn_reply(c, 503, false, "tunnelgate: cannot create a socket: %s", strerror(errno));
@@ -124,6 +149,13 @@ static void dial(struct conn *c)
 
 void upstream_route(struct conn *c)
 {
+	struct sockaddr_any a;
+
+	/* A proxy would connect back here: an address target can be checked now. */
+	if (!c->pool->direct && literal_target(c, &a) && listener_is_self(c->gw, &a)) {
+		loop_detected(c, c->target);
+		return;
+	}
 	if (!c->pool->direct) {
 		c->server = pool_pick(c->pool, &c->caddr, c->target, NULL);
 		if (!c->server) {
@@ -172,7 +204,7 @@ void upstream_timeout(struct conn *c)
 	c->gw->stats.timeouts++;
 	if (c->server)
 		c->server->state->failures++;
-	conn_reply(c, 504, true, "tunnelgate: %s %s timed out after %u ms (connect_timeout_ms)",
-		   c->rreq ? "resolving" : "connecting to", c->rreq ? c->thost : c->uname,
-		   c->cfg->connect_timeout_ms);
+	/* A look-up has no deadline here: resolver_timeout_ms bounds it. */
+	conn_reply(c, 504, true, "tunnelgate: connecting to %s timed out after %u ms (connect_timeout_ms)",
+		   c->uname, c->cfg->connect_timeout_ms);
 }

@@ -128,9 +128,15 @@ static void check_loaded(const struct config *cfg)
 		if (r->action == ACT_POOL)
 			check(r->pool >= 0 && (unsigned)r->pool < cfg->npools);
 		if (r->host) {
+			char again[256];
+
 			check(r->host[0]);
 			for (const char *c = r->host; *c; c++)
 				check(!(*c >= 'A' && *c <= 'Z'));
+			/* Stored canonical: canonicalising it again changes nothing. */
+			check(host_canonical(r->host, strlen(r->host), again, sizeof(again)) ==
+				      (int)strlen(r->host) &&
+			      !strcmp(again, r->host));
 		}
 		if (r->method) {
 			check(r->method[0]);
@@ -138,18 +144,19 @@ static void check_loaded(const struct config *cfg)
 				check(!(*c >= 'a' && *c <= 'z'));
 		}
 		if (r->path_prefix) {
-			/* Stored normalised: normalising it again changes nothing. */
+			/* Stored canonical: canonicalising it again changes nothing. */
 			size_t n = strlen(r->path_prefix);
 			char *again = malloc(n + 2);
 
 			if (!again)
 				abort();
 			check(r->path_prefix[0] == '/');
-			if (path_normalise(r->path_prefix, n, again, n + 2) != (int)n ||
+			if (path_canonical(r->path_prefix, n, again, n + 2) != (int)n ||
 			    strcmp(again, r->path_prefix)) {
-				fprintf(stderr, "fuzz_config: path_prefix \"%s\" is not normalised\n",
+				fprintf(stderr,
+					"fuzz_config: path_prefix \"%s\" is not canonical\n",
 					r->path_prefix);
-				check(!"stored path_prefix is in normal form");
+				check(!"stored path_prefix is in canonical form");
 			}
 			free(again);
 		}
@@ -174,8 +181,11 @@ static void match_some(const struct config *cfg)
 	};
 
 	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
-		const struct rule *r = rules_match(cfg, &in[i]);
+		const struct rule *r;
+		int err = rules_match(cfg, &in[i], &r);
 
+		check(!err || !r);
+		check(err == 0 || err == -EILSEQ || err == -ERANGE);
 		check(!r || (r >= cfg->rules && r < cfg->rules + cfg->nrules));
 	}
 }

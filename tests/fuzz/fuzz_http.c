@@ -243,7 +243,7 @@ static ssize_t build(enum build b, const struct http_head *h, const char *buf, c
 {
 	switch (b) {
 	case B_CONNECT:
-		return http_build_connect(h, buf, out, outlen);
+		return http_build_connect(h, buf, NULL, out, outlen);
 	case B_REQUEST:
 		return http_build_request(h, buf, buf + h->target.off, h->target.len, NULL, extra, out,
 					  outlen);

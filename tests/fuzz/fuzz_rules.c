@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * libFuzzer target for user/rules.c: path_normalise, cidr_parse/cidr_contains and
- * rules_match over a fixed config (loaded once, from a temp file, at start).
+ * libFuzzer target for user/rules.c: path_canonical, host_canonical,
+ * cidr_parse/cidr_contains and rules_match over a fixed config (loaded once, from a
+ * temp file, at start).
  *
  * The input is text, five lines: method, host, client address, CIDR, path (the path is
  * the rest, newlines included). An empty method means none; "CONNECT" means no path,
@@ -9,6 +10,7 @@
  * Invariants that do not hold abort() with a line on stderr saying which one.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,6 +52,17 @@ static const char config_text[] =
 	"[rule dots]\n"
 	"path_prefix = /a/./b/../c%2e/%7Euser\n"
 	"action = reject\n"
+	"[rule exact-case]\n"
+	"path_prefix = /x/..;/Exact%252F\n"
+	"path_case = exact\n"
+	"client_in = 0.0.0.0/0\n"
+	"action = reject\n"
+	"[rule loop-host]\n"
+	"host = 0X7F.1.\n"
+	"action = pool up\n"
+	"[rule mapped-host]\n"
+	"host = [::ffff:10.1.2.3]\n"
+	"action = tunnel\n"
 	"[rule by-host]\n"
 	"host = Example.COM\n"
 	"action = tunnel\n"
@@ -90,10 +103,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* ---- path_normalise ---- */
+/* ---- path_canonical ---- */
 
-/* Normalise into a buffer of exactly @outlen bytes, so ASan sees any overrun. */
-static int normalise(const char *path, size_t len, size_t outlen, char **out)
+/* Canonicalise into a buffer of exactly @outlen bytes, so ASan sees any overrun. */
+static int canonical(const char *path, size_t len, size_t outlen, char **out)
 {
 	char *in = malloc(len ? len : 1);
 	int r;
@@ -102,47 +115,176 @@ static int normalise(const char *path, size_t len, size_t outlen, char **out)
 	if (!in || !*out)
 		abort();
 	memcpy(in, path, len);
-	r = path_normalise(in, len, *out, outlen);
+	r = path_canonical(in, len, *out, outlen);
 	free(in);
 	return r;
 }
 
-/* Returns the normalised path (malloc'd) or NULL. */
-static char *check_normalise(const char *path, size_t len)
+/* One pass of RFC 3986 decoding over s[0..n), in place; returns the new length. */
+static size_t decode_once(char *s, size_t n)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
+		    isxdigit((unsigned char)s[i + 2])) {
+			char hex[3] = { s[i + 1], s[i + 2], 0 };
+
+			s[o++] = (char)strtoul(hex, NULL, 16);
+			i += 2;
+		} else {
+			s[o++] = s[i];
+		}
+	}
+	return o;
+}
+
+/*
+ * The canonical form the slow, obvious way: whole passes of decoding until nothing
+ * changes, then a stack of segments. Returns the malloc'd result, or NULL with *err.
+ */
+static char *ref_canonical(const char *path, size_t end, int *err)
+{
+	char *s = malloc(end + 1), *res = malloc(3 * end + 2), *seg, *next;
+	size_t n = end, m, nseg = 0, w = 0, i;
+	const char **stack = malloc((end + 1) * sizeof(*stack));
+	bool dir = false;
+
+	if (!s || !res || !stack)
+		abort();
+	memcpy(s, path, end);
+	while ((m = decode_once(s, n)) != n)
+		n = m;
+	*err = 0;
+	for (i = 0; i < n && !*err; i++)
+		*err = s[i] == '%' ? -EILSEQ : s[i] == '\0' ? -ERANGE : 0;
+	if (*err) {
+		free(s);
+		free(res);
+		free(stack);
+		return NULL;
+	}
+	s[n] = '\0';
+	for (i = 0; i < n; i++)
+		if (s[i] == '\\')
+			s[i] = '/';
+	for (seg = s + 1; seg; seg = next) {
+		next = strchr(seg, '/');
+		if (next)
+			*next++ = '\0';
+		if (strchr(seg, ';'))
+			*strchr(seg, ';') = '\0';
+		dir = !strcmp(seg, "") || !strcmp(seg, ".") || !strcmp(seg, "..");
+		if (!strcmp(seg, "..") && nseg)
+			nseg--;
+		else if (!dir)
+			stack[nseg++] = seg;
+	}
+	for (i = 0; i < nseg; i++)
+		for (res[w++] = '/', seg = (char *)stack[i]; *seg; seg++)
+			w += sprintf(res + w, *seg == '?' ? "%%3F" :
+					      *seg == '#' ? "%%23" : "%c", *seg);
+	if (!w || dir)
+		res[w++] = '/';
+	res[w] = '\0';
+	free(s);
+	free(stack);
+	return res;
+}
+
+/* Returns the canonical path (malloc'd) or NULL, with path_canonical()'s answer in *@err. */
+static char *check_canonical(const char *path, size_t len, int *err)
 {
 	size_t end = 0, need = len + 1 < 2 ? 2 : len + 1;
-	char *out, *again, *small;
-	int r, r2;
+	char *out, *again, *small, *ref = NULL;
+	int r, r2, want = 0;
+	bool slow;
 
 	while (end < len && path[end] != '?' && path[end] != '#')
 		end++;
-	r = normalise(path, len, need, &out);
+	r = canonical(path, len, need, &out);
+	*err = r < 0 ? r : 0;
+	slow = end && path[0] == '/' && end <= 4096; /* the slow way is quadratic */
+	if (slow)
+		ref = ref_canonical(path, end, &want);
 	if (r < 0) {
-		check(r == -EINVAL);
-		check((end && path[0] != '/') || memchr(path, '\0', end));
+		check(r == -EINVAL || r == -EILSEQ || r == -ERANGE);
+		check(r != -EINVAL || (end && path[0] != '/'));
+		if (slow && r != want) {
+			fprintf(stderr, "fuzz_rules: path_canonical says %d, the slow way %d\n", r,
+				want);
+			check(!"same error");
+		}
 		free(out);
+		free(ref);
 		return NULL;
 	}
+	check(!slow || !want);
 	check(out[r] == '\0' && strlen(out) == (size_t)r);
 	check(r >= 1 && (size_t)r <= (end ? end : 1));
 	check(out[0] == '/');
 	check(!strstr(out, "//") && !strstr(out, "/./") && !strstr(out, "/../"));
 	check(!(r >= 2 && !strcmp(out + r - 2, "/.")) && !(r >= 3 && !strcmp(out + r - 3, "/..")));
-	check(!strchr(out, '?') && !strchr(out, '#'));
+	check(!strpbrk(out, "?#;\\"));
+	for (const char *p = strchr(out, '%'); p; p = strchr(p + 1, '%'))
+		check(!strncmp(p, "%3F", 3) || !strncmp(p, "%23", 3));
+	if (ref && strcmp(ref, out)) {
+		fprintf(stderr, "fuzz_rules: path_canonical says \"%s\", the slow way \"%s\"\n",
+			out, ref);
+		check(!"path_canonical(p) == ref_canonical(p)");
+	}
+	free(ref);
 
-	/* Idempotent: a normalised path is its own normal form. */
-	r2 = normalise(out, r, r + 1, &again);
+	/* Idempotent: a canonical path is its own canonical form. */
+	r2 = canonical(out, r, r + 1, &again);
 	if (r2 != r || strcmp(again, out)) {
 		fprintf(stderr, "fuzz_rules: not idempotent: \"%s\" -> \"%s\"\n", out,
 			r2 >= 0 ? again : "(error)");
-		check(!"path_normalise(path_normalise(p)) == path_normalise(p)");
+		check(!"path_canonical(path_canonical(p)) == path_canonical(p)");
 	}
 	free(again);
 
 	/* Less room: -ENOSPC, or the same answer. */
-	r2 = normalise(path, len, r + 1, &small);
+	r2 = canonical(path, len, r + 1, &small);
 	check(r2 == -ENOSPC || (r2 == r && !strcmp(small, out)));
 	free(small);
+	return out;
+}
+
+/* ---- host_canonical ---- */
+
+/* Returns the canonical host (malloc'd), after checking what must hold of it. */
+static char *check_host(const char *host, size_t len, size_t *outlen)
+{
+	size_t room = len + 1 < HOST_CANONICAL_MIN ? HOST_CANONICAL_MIN : len + 1;
+	char *out = malloc(room), *again = malloc(room), other[64];
+	struct in_addr a4;
+	int n, n2;
+
+	if (!out || !again)
+		abort();
+	n = host_canonical(host, len, out, room);
+	check(n >= 0 && (size_t)n < room && out[n] == '\0');
+	check(!n || out[n - 1] != '.');
+	for (int i = 0; i < n; i++)
+		check(out[i] < 'A' || out[i] > 'Z');
+	/* Idempotent. */
+	n2 = host_canonical(out, n, again, room);
+	if (n2 != n || memcmp(again, out, n)) {
+		fprintf(stderr, "fuzz_rules: host not idempotent: \"%s\" -> \"%s\"\n", out, again);
+		check(!"host_canonical(host_canonical(h)) == host_canonical(h)");
+	}
+	/* An IPv4 result: its other spellings give it too. */
+	if (strlen(out) == (size_t)n && inet_pton(AF_INET, out, &a4) == 1) {
+		snprintf(other, sizeof(other), "%u", ntohl(a4.s_addr));
+		n2 = host_canonical(other, strlen(other), again, room);
+		check(n2 == n && !strcmp(again, out));
+		snprintf(other, sizeof(other), "[::FFFF:%s].", out);
+		n2 = host_canonical(other, strlen(other), again, room);
+		check(n2 == n && !strcmp(again, out));
+	}
+	free(again);
+	*outlen = n;
 	return out;
 }
 
@@ -242,12 +384,19 @@ static void check_cidr(const char *text, const struct sockaddr_any *client)
 
 /* ---- rules_match ---- */
 
-/* The first rule that holds, by the config's own words, with @norm the normalised path. */
-static const struct rule *ref_match(const struct rule_input *in, const char *norm)
+/*
+ * The first rule that holds, by the config's own words, given the canonical host
+ * (NULL: none) and path (NULL: none, or -errno @perr). *@err gets what rules_match
+ * must answer: a rule whose other conditions hold needs a path that has no canonical
+ * form.
+ */
+static const struct rule *ref_match(const struct rule_input *in, const char *host, size_t hlen,
+				    const char *norm, int perr, int *err)
 {
 	uint8_t a[16];
 	bool have = in->client && addr16(in->client, a);
 
+	*err = 0;
 	for (unsigned i = 0; i < cfg.nrules; i++) {
 		const struct rule *r = &cfg.rules[i];
 		bool inside = false;
@@ -255,22 +404,7 @@ static const struct rule *ref_match(const struct rule_input *in, const char *nor
 		if (r->method && (!in->method || strlen(r->method) != in->method_len ||
 				  memcmp(r->method, in->method, in->method_len)))
 			continue;
-		if (r->host) {
-			size_t n = strlen(r->host);
-			bool same = in->host && n == in->host_len;
-
-			for (size_t k = 0; same && k < n; k++) {
-				char h = in->host[k];
-
-				if (h >= 'A' && h <= 'Z')
-					h += 'a' - 'A';
-				same = h == r->host[k];
-			}
-			if (!same)
-				continue;
-		}
-		if (r->path_prefix &&
-		    (!norm || strncmp(norm, r->path_prefix, strlen(r->path_prefix))))
+		if (r->host && (!host || strlen(r->host) != hlen || memcmp(r->host, host, hlen)))
 			continue;
 		if (r->nclient_in) {
 			for (unsigned k = 0; have && k < r->nclient_in; k++)
@@ -287,6 +421,14 @@ static const struct rule *ref_match(const struct rule_input *in, const char *nor
 			if (inside)
 				continue;
 		}
+		if (r->path_prefix && !norm && in->path && perr != -EINVAL) {
+			*err = perr;
+			return NULL;
+		}
+		if (r->path_prefix &&
+		    (!norm || (r->path_case_exact ? strncmp : strncasecmp)(norm, r->path_prefix,
+									  strlen(r->path_prefix))))
+			continue;
 		return r;
 	}
 	return NULL;
@@ -304,34 +446,88 @@ static const char *line(const uint8_t **data, size_t *size, size_t *len)
 	return s;
 }
 
+/* rules_match against ref_match, and spellings that must not change its answer. */
+static void check_match(struct rule_input *in, char *host, const char *chost, size_t chlen,
+			const char *norm, int perr)
+{
+	const struct rule *got = NULL, *want, *again;
+	int err, want_err;
+	char *dotted;
+
+	err = rules_match(&cfg, in, &got);
+	check(!got || (got >= cfg.rules && got < cfg.rules + cfg.nrules));
+	check(!err || !got);
+	want = ref_match(in, chost, chlen, norm, perr, &want_err);
+	if (got != want || err != want_err) {
+		fprintf(stderr, "fuzz_rules: rules_match says %s (%d), the rules say %s (%d)\n",
+			got ? got->name : "(none)", err, want ? want->name : "(none)", want_err);
+		check(got == want && err == want_err);
+	}
+	/* The origin resolves the path we canonicalised: asking with that path changes nothing. */
+	if (norm) {
+		struct rule_input n = *in;
+
+		n.path = norm;
+		n.path_len = strlen(norm);
+		check(!rules_match(&cfg, &n, &again) && again == got);
+	}
+	/* Host case and a trailing dot do not matter. */
+	for (size_t k = 0; k < in->host_len; k++)
+		if ((host[k] | 0x20) >= 'a' && (host[k] | 0x20) <= 'z')
+			host[k] ^= 0x20;
+	check(rules_match(&cfg, in, &again) == err && again == got);
+	if (in->host) {
+		struct rule_input d = *in;
+
+		dotted = malloc(in->host_len + 1);
+		if (!dotted)
+			abort();
+		memcpy(dotted, host, in->host_len);
+		dotted[in->host_len] = '.';
+		d.host = dotted;
+		d.host_len++;
+		check(rules_match(&cfg, &d, &again) == err && again == got);
+		free(dotted);
+	}
+}
+
+/* An IPv4 or IPv6 literal in @a[0..alen) into @client; false if it is none. */
+static bool parse_client(const char *a, size_t alen, struct sockaddr_any *client)
+{
+	char addr[64];
+
+	if (alen >= sizeof(addr))
+		return false;
+	memcpy(addr, a, alen);
+	addr[alen] = '\0';
+	if (inet_pton(AF_INET, addr, &client->in.sin_addr) == 1) {
+		client->in.sin_family = AF_INET;
+		client->len = sizeof(client->in);
+		return true;
+	}
+	if (inet_pton(AF_INET6, addr, &client->in6.sin6_addr) == 1) {
+		client->in6.sin6_family = AF_INET6;
+		client->len = sizeof(client->in6);
+		return true;
+	}
+	return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rule_input in = { 0 };
 	struct sockaddr_any client = { 0 };
-	const struct rule *got, *want;
 	const char *m, *h, *a, *c;
-	size_t mlen, hlen, alen, clen;
-	char addr[64], *cidr, *host, *norm = NULL;
+	size_t mlen, hlen, alen, clen, chlen = 0;
+	char *cidr, *host, *chost = NULL, *norm = NULL;
+	int perr = 0;
 
 	m = line(&data, &size, &mlen);
 	h = line(&data, &size, &hlen);
 	a = line(&data, &size, &alen);
 	c = line(&data, &size, &clen);
-
-	/* Client: an IPv4 or IPv6 literal, else none. */
-	if (alen < sizeof(addr)) {
-		memcpy(addr, a, alen);
-		addr[alen] = '\0';
-		if (inet_pton(AF_INET, addr, &client.in.sin_addr) == 1) {
-			client.in.sin_family = AF_INET;
-			client.len = sizeof(client.in);
-			in.client = &client;
-		} else if (inet_pton(AF_INET6, addr, &client.in6.sin6_addr) == 1) {
-			client.in6.sin6_family = AF_INET6;
-			client.len = sizeof(client.in6);
-			in.client = &client;
-		}
-	}
+	if (parse_client(a, alen, &client))
+		in.client = &client;
 
 	cidr = strndup(c, clen); /* stops at a NUL, as a config value would */
 	if (!cidr)
@@ -348,35 +544,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(host, h, hlen);
 	in.host = hlen ? host : NULL;
 	in.host_len = hlen;
+	if (in.host)
+		chost = check_host(host, hlen, &chlen);
 	if (!(mlen == 7 && !memcmp(m, "CONNECT", 7))) {
 		in.path = (const char *)data;
 		in.path_len = size;
-		norm = check_normalise(in.path, in.path_len);
+		norm = check_canonical(in.path, in.path_len, &perr);
 	}
-
-	got = rules_match(&cfg, &in);
-	check(!got || (got >= cfg.rules && got < cfg.rules + cfg.nrules));
-	want = ref_match(&in, norm);
-	if (got != want) {
-		fprintf(stderr, "fuzz_rules: rules_match says %s, the rules say %s\n",
-			got ? got->name : "(none)", want ? want->name : "(none)");
-		check(got == want);
-	}
-	/* The origin resolves the path we normalised: asking with that path changes nothing. */
-	if (norm) {
-		struct rule_input n = in;
-
-		n.path = norm;
-		n.path_len = strlen(norm);
-		check(rules_match(&cfg, &n) == got);
-	}
-	/* Host case does not matter. */
-	for (size_t k = 0; k < hlen; k++)
-		if ((host[k] | 0x20) >= 'a' && (host[k] | 0x20) <= 'z')
-			host[k] ^= 0x20;
-	check(rules_match(&cfg, &in) == got);
+	check_match(&in, host, chost, chlen, norm, perr);
 
 	free(norm);
+	free(chost);
 	free(host);
 	return 0;
 }

@@ -14,6 +14,8 @@ the sha256 and length of the request body.
 
 Daemon config (rules in this order, first match wins):
   admin-guard   path_prefix = /admin, client_not_in = 127.0.0.8/29 -> reject
+  case-guard    path_prefix = /CaseGuard/, path_case = exact -> reject
+  host-guard    host = 127.0.0.7 -> reject (nothing listens there)
   by-name       host = some.host.com   -> pool rec   (proxy pool)
   to-tiny       host = 127.0.0.2       -> pool tiny  (tinyproxy)
   to-tinyauth   host = 127.0.0.4       -> pool tinyauth (tinyproxy with BasicAuth)
@@ -283,7 +285,8 @@ def fields_of(info, name):
 
 
 def has_via(value):
-    return bool(value) and "tunnelgate" in value
+    """The gateway's Via element: its default pseudonym is hostname:port."""
+    return bool(value) and ("1.1 %s:" % socket.gethostname()[:63]) in value
 
 
 def curl(args, timeout=40):
@@ -335,6 +338,8 @@ class HttpEnv:
         ]
         rules = [
             ("admin-guard", ["path_prefix = /admin", "client_not_in = 127.0.0.8/29", "action = reject"]),
+            ("case-guard", ["path_prefix = /CaseGuard/", "path_case = exact", "action = reject"]),
+            ("host-guard", ["host = 127.0.0.7", "action = reject"]),
             ("by-name", "some.host.com", "rec"),
             ("to-tiny", "127.0.0.2", "tiny"),
             ("to-tinyauth", "127.0.0.4", "tinyauth"),
@@ -386,7 +391,7 @@ def t_get_big_curl(h, d):
         raise AssertionError("status %d, Content-Length %r, want 200 and %d" % (
             status, hdrs.get("content-length"), BIG))
     if not any(has_via(v) for v in hdrs.get("via", [])):
-        raise AssertionError("response has no Via: 1.1 tunnelgate (Via %r)" % hdrs.get("via"))
+        raise AssertionError("response has no Via: 1.1 <hostname:port> (Via %r)" % hdrs.get("via"))
     if not h.o1.seen or h.o1.seen[-1] != "GET /big?n=%d HTTP/1.1" % BIG:
         raise AssertionError("origin's last request line %r, want origin-form" % h.o1.seen[-1:])
     return "16 MiB in %.2f s (%.0f MiB/s), absolute-form in, origin-form out" % (dt, 16 / dt)
@@ -402,7 +407,7 @@ def t_get_big_origin_form(h, d):
     if sha(body) != sha(blob()):
         raise AssertionError("body differs: %d bytes, want %d" % (len(body), BIG))
     if not has_via(r.headers.get("via")):
-        raise AssertionError("response has no Via: 1.1 tunnelgate: %r" % r.raw[:300])
+        raise AssertionError("response has no Via: 1.1 <hostname:port>: %r" % r.raw[:300])
     return "16 MiB in %.2f s" % dt
 
 
@@ -423,7 +428,7 @@ def t_head(h, d):
 
 
 def t_via(h, d):
-    """Via: 1.1 tunnelgate added both ways, direct pool and proxy pool."""
+    """Via: 1.1 <via_name> added both ways, direct pool and proxy pool."""
     out = []
     for what, raw, org in (
             ("direct", req("GET", "/echo?via", h.o1.hostport()), h.o1),
@@ -434,10 +439,10 @@ def t_via(h, d):
             raise AssertionError("%s: answered by %s, want %s" % (what, info["server"], org.tag))
         via = fields_of(info, "Via")
         if not any(has_via(v) for v in via):
-            raise AssertionError("%s: the request the origin got has no Via: 1.1 tunnelgate (%r)" % (
+            raise AssertionError("%s: the request the origin got has no Via: 1.1 <hostname:port> (%r)" % (
                 what, via))
         if not has_via(r.headers.get("via")):
-            raise AssertionError("%s: the response has no Via: 1.1 tunnelgate: %r" % (what, r.raw[:300]))
+            raise AssertionError("%s: the response has no Via: 1.1 <hostname:port>: %r" % (what, r.raw[:300]))
         out.append("%s up %r" % (what, via))
     return "; ".join(out)
 
@@ -688,6 +693,81 @@ def t_admin_guard(h, d):
     return "%d outside paths 403, inside forwarded" % (len(ADMIN_PATHS) + 2)
 
 
+# Spellings an origin serves as /admin: nginx decodes %2F and resolves the "..",
+# Tomcat drops ";params", IIS reads '\' as '/' and ignores case; some stack decodes
+# twice. Each of them got past the guard before paths were compared in canonical form.
+ADMIN_SPELLINGS = ["/%2Fadmin", "/x/%2e%2e%2fadmin", "/ADMIN", "/Admin/x", "/;x/admin",
+                   "/x/..;/admin", "/\\admin", "/%5cadmin", "/x%5C..%5Cadmin",
+                   "/%252Fadmin", "/x/%252e%252e/admin", "/%2541dmin"]
+# path_prefix stays a string prefix of the canonical path: these are inside it too.
+PREFIX_TOO = ["/adminx", "/admin;jsessionid=1", "/CaseGuard/x", "/%43aseGuard/x", "/x/..;/CaseGuard/"]
+# No canonical form (a '%' left after decoding, a NUL): 400, whoever asks.
+BAD_PATHS = ["/%zz", "/admin%", "/admin%4", "/%u0061dmin", "/%00admin", "/%2500admin", "/100%25"]
+# Not /admin however read; forwarded byte for byte.
+PUBLIC_PATHS = ["/public", "/x/admin", "/ad%2Fmin", "/public/%2e%2e%2fpub;x/%5C?q=%zz", "/caseguard/x",
+                "/CASEGUARD/x"]
+
+
+def t_path_spellings(h, d):
+    """Every spelling of /admin meets the admin guard (403 outside, forwarded unchanged
+    inside); an ambiguous path is 400; other paths reach the origin as sent."""
+    hp, tok = h.o1.hostport(), os.urandom(4).hex()
+    bad = []
+    for p in ADMIN_SPELLINGS + PREFIX_TOO:
+        r, body, _ = one(d, req("GET", p, hp), src=OUTSIDE)
+        if r.status != 403:
+            bad.append("outside %s -> %d %r" % (p, r.status, body[:80]))
+    for p in ADMIN_SPELLINGS:  # the guard's client_not_in: forwarded, not rewritten
+        target = "%s?in-%s" % (p, tok)
+        r, body, _ = one(d, req("GET", target, hp), src=INSIDE)
+        if r.status != 200 or json.loads(body)["requestline"] != "GET %s HTTP/1.1" % target:
+            bad.append("inside %s -> %d %r" % (p, r.status, body[:120]))
+    for p in PUBLIC_PATHS:
+        target = p + ("&" if "?" in p else "?") + "out-" + tok
+        r, body, _ = one(d, req("GET", target, hp), src=OUTSIDE)
+        if r.status != 200 or json.loads(body)["requestline"] != "GET %s HTTP/1.1" % target:
+            bad.append("outside %s -> %d %r (want it forwarded as sent)" % (p, r.status, body[:120]))
+    for p in BAD_PATHS:
+        try:
+            info = expect_refused(h, d, req("GET", "%s?bad-%s" % (p, tok), hp), 400, "bad-" + tok)
+        except AssertionError as e:
+            bad.append("%s: %s" % (p, e))
+            continue
+        if "request path cannot be checked" not in info:
+            bad.append("%s: the 400 does not say what is wrong with the path: %s" % (p, info))
+    if bad:
+        raise AssertionError("; ".join(bad))
+    return "%d spellings 403, %d forwarded unchanged, %d ambiguous 400" % (
+        len(ADMIN_SPELLINGS) + len(PREFIX_TOO), len(PUBLIC_PATHS) + len(ADMIN_SPELLINGS), len(BAD_PATHS))
+
+
+# inet_aton spellings of 127.0.0.7, its IPv4-mapped IPv6 form, a trailing dot.
+HOST_SPELLINGS = ["127.0.0.7", "127.7", "127.0.7", "2130706439", "0x7f.0.0.7", "0X7F000007",
+                  "0177.0.0.07", "[::ffff:127.0.0.7]", "[::FFFF:7f00:7]", "127.0.0.7."]
+
+
+def t_host_spellings(h, d):
+    """Every spelling of 127.0.0.7 meets host-guard, in the URL or the Host field;
+    a trailing dot or upper case still finds by-name, which gets the request as sent."""
+    bad = []
+    for host in HOST_SPELLINGS:
+        for what, raw in (("absolute-form", req("GET", "http://%s:8080/h" % host, "x")),
+                          ("Host", req("GET", "/h", "%s:8080" % host))):
+            r, body, _ = one(d, raw)
+            if r.status != 403:
+                bad.append("%s %s -> %d %r" % (what, host, r.status, body[:80]))
+    for host, server in (("127.0.0.70", "fb"), ("0x7f.0.0.8", "fb"), ("SOME.HOST.COM.", "rec")):
+        target = "http://%s/hs-%s" % (host, os.urandom(4).hex())
+        r, body, _ = one(d, req("GET", target, host))
+        info = info_of(r, body, "GET %s" % target)
+        if info["server"] != server or info["requestline"] != "GET %s HTTP/1.1" % target:
+            bad.append("%s: went to %s as %r, want %s as sent" % (host, info["server"],
+                                                                info["requestline"], server))
+    if bad:
+        raise AssertionError("; ".join(bad))
+    return "%d spellings x 2 forms 403" % len(HOST_SPELLINGS)
+
+
 def t_host_to_tinyproxy(h, d):
     h.env.need("tinyproxy")
     log = h.env.tiny.proc.log_path
@@ -710,8 +790,8 @@ def t_host_to_tinyproxy(h, d):
         if via_tiny != ("tinyproxy" in via):
             raise AssertionError("case %s (target %s, Host %s): Via at the origin %r, want %s tinyproxy" % (
                 label, tgt.hostport(), host, via, "through" if via_tiny else "not through"))
-        if "tunnelgate" not in via:
-            raise AssertionError("case %s: no Via: 1.1 tunnelgate at the origin (%r)" % (label, via))
+        if not has_via(" ".join(fields_of(info, "Via"))):
+            raise AssertionError("case %s: no Via: 1.1 <hostname:port> at the origin (%r)" % (label, via))
     for label, _, _, _, via_tiny in cases:
         needle = "/t-%s-%s" % (tok, label)
         if via_tiny and not log_contains(log, needle, off):
@@ -977,6 +1057,8 @@ def tests(h):
         ("pipelining_three_in_one_write", lambda d, dx: t_pipelining(h, d)),
         ("hop_by_hop_removed", lambda d, dx: t_hop_by_hop(h, d)),
         ("irule_admin_guard", lambda d, dx: t_admin_guard(h, d)),
+        ("rules_path_spellings", lambda d, dx: t_path_spellings(h, d)),
+        ("rules_host_spellings", lambda d, dx: t_host_spellings(h, d)),
         ("irule_host_to_tinyproxy", lambda d, dx: t_host_to_tinyproxy(h, d)),
         ("irule_host_case_insensitive", lambda d, dx: t_host_case(h, d)),
         ("absolute_form_host_replaced", lambda d, dx: t_absolute_host_rewrite(h, d)),

@@ -112,14 +112,15 @@ def read_tail(path, n=30, offset=0):
 class Proc:
     """A child process in its own session, output captured to a log file."""
 
-    def __init__(self, name, argv, log_path, cwd=None):
+    def __init__(self, name, argv, log_path, cwd=None, env=None):
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self.rc = None
         self._log = open(log_path, "ab")
         self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                  stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+                                  stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True,
+                                  env=dict(os.environ, **env) if env else None)
         self.pid = self.p.pid
         with _lock:
             _procs.append(self)
@@ -295,7 +296,7 @@ class Daemon:
     or (name, [lines])."""
 
     def __init__(self, tmp, name, relay, pools, rules=(), default="direct", extra=None,
-                 verbose=True, host="127.0.0.1"):
+                 verbose=True, host="127.0.0.1", env=None):
         self.name = name
         self.relay = relay
         self.tmp = tmp
@@ -311,6 +312,7 @@ class Daemon:
             "control": self.ctl_sock,
             "bpf_pin_dir": self.pin_dir,
             "connect_ports": "*",
+            "http_ports": "*",  # test origins listen on random ports
             "header_timeout_ms": "1000",
             "connect_timeout_ms": "1000",
             "drain_timeout_ms": "2000",
@@ -330,7 +332,7 @@ class Daemon:
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         argv = [DAEMON, "-c", self.conf] + (["-v"] if verbose else [])
-        self.proc = Proc(name, argv, self.log_path)
+        self.proc = Proc(name, argv, self.log_path, env=env)
         self.pid = self.proc.pid
         with _lock:
             _servers.append(self)  # so stop_all() also removes leftover pins

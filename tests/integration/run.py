@@ -282,6 +282,12 @@ def main():
 
         import http_cases  # plain HTTP forwarding, run once (relay mode irrelevant)
         http_cases.run_http(runner, env, daemon_skip)
+        import dns_cases  # host name look-ups against a DNS stub on loopback
+        dns_cases.run_dns(runner, env, daemon_skip)
+        import hardening  # hostile clients and origins, each with its own daemon
+        hardening.run_hardening(runner, env, daemon_skip)
+        import privilege  # the drop to `user` after start-up (user/priv.c)
+        privilege.run_privilege(runner, env, daemon_skip)
 
         for relay in ("sockmap", "splice"):
             run_relay(runner, env, relay, daemon_skip)

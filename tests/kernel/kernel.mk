@@ -5,7 +5,7 @@
 #
 #   make kernel-test-run     build and run every kernel test; fails on the first failure
 
-KERNEL_TESTS := $(OUT)/tests/test_verdict
+KERNEL_TESTS := $(OUT)/tests/test_verdict $(OUT)/tests/test_priv
 
 .PHONY: kernel-test-run
 
@@ -15,7 +15,13 @@ $(OUT)/tests/test_verdict: tests/kernel/test_verdict.c $(OUT)/relay.skel.h \
 	$(call msg,TEST-CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(INCLUDES) $< -lbpf -lelf -lz -o $@
 
+# What the daemon may still do once it runs as `user` (user/priv.c): same build, and libcap.
+$(OUT)/tests/test_priv: tests/kernel/test_priv.c $(OUT)/relay.skel.h \
+		include/relay_shared.h | $(OUT)/tests
+	$(call msg,TEST-CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(INCLUDES) $< -lbpf -lelf -lz -lcap -o $@
+
 kernel-test-run: $(KERNEL_TESTS)
 	$(Q)for t in $(KERNEL_TESTS); do echo "== $$t"; $$t || exit 1; done
 
--include $(OUT)/tests/test_verdict.d
+-include $(OUT)/tests/test_verdict.d $(OUT)/tests/test_priv.d

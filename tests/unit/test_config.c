@@ -190,6 +190,11 @@ static void test_defaults(void **state)
 	assert_int_equal(c->relay_sndbuf_bytes, 8388608);
 	assert_int_equal(c->relay_rcvbuf_bytes, 0);
 	assert_string_equal(c->access_log, "-");
+	assert_int_equal(c->resolver.len, 0); /* /etc/resolv.conf's servers */
+	assert_int_equal(c->resolver_timeout_ms, 5000);
+	assert_int_equal(c->resolver_max_queries, 256);
+	assert_string_equal(c->user, "nobody");
+	assert_int_equal(c->seccomp, SECCOMP_YES);
 	assert_int_equal(c->nrules, 0);
 	assert_int_equal(c->npools, 1);
 	assert_int_equal(c->default_pool, 0); /* the only pool */
@@ -212,6 +217,9 @@ static void test_number_limits(void **state)
 		{ "drain_timeout_ms = 007", offsetof(struct config, drain_timeout_ms), 7 },
 		{ "max_header_bytes = 1024", offsetof(struct config, max_header_bytes), 1024 },
 		{ "max_header_bytes = 1048576", offsetof(struct config, max_header_bytes), 1048576 },
+		{ "resolver_timeout_ms = 1", offsetof(struct config, resolver_timeout_ms), 1 },
+		{ "resolver_max_queries = 1", offsetof(struct config, resolver_max_queries), 1 },
+		{ "resolver_max_queries = 65536", offsetof(struct config, resolver_max_queries), 65536 },
 	};
 	struct fx *fx = *state;
 	char text[256];
@@ -229,6 +237,10 @@ static void test_number_limits(void **state)
 	load_ok(fx, "[gateway]\nlisten = 127.0.0.1:1\nx_forwarded_for = yes\n"
 		    "[pool direct]\ndirect = yes\n");
 	assert_true(fx->cfg.x_forwarded_for);
+	load_ok(fx, "[gateway]\nlisten = 127.0.0.1:1\nresolver = [::1]:5353\n"
+		    "[pool direct]\ndirect = yes\n");
+	assert_int_equal(fx->cfg.resolver.sa.sa_family, AF_INET6);
+	assert_int_equal(ntohs(fx->cfg.resolver.in6.sin6_port), 5353);
 }
 
 static void test_connect_ports(void **state)
@@ -346,6 +358,46 @@ static void test_server_state_shared(void **state)
 	assert_int_equal(fx->cfg.pools[1].servers[1].state->active, 3);
 }
 
+/* The hardening keys: their defaults, values and limits. */
+static void test_hardening_keys(void **state)
+{
+	struct fx *fx = *state;
+	char host[64] = "", want[128];
+
+	load_ok(fx, MINIMAL);
+	gethostname(host, sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	snprintf(want, sizeof(want), "%s:3128", host[0] ? host : "tunnelgate");
+	assert_string_equal(fx->cfg.via_name, want);
+	assert_true(config_http_port_allowed(&fx->cfg, 80));
+	assert_true(config_http_port_allowed(&fx->cfg, 8080));
+	assert_false(config_http_port_allowed(&fx->cfg, 8081));
+	assert_int_equal(fx->cfg.x_forwarded_for, XFF_NO);
+	assert_int_equal(fx->cfg.body_timeout_ms, 30000);
+	assert_int_equal(fx->cfg.body_min_rate, 500);
+	assert_int_equal(fx->cfg.max_connections_per_client, 0);
+	assert_true(config_max_connections(&fx->cfg) > 0);
+
+	load_ok(fx, "[gateway]\nlisten = 127.0.0.1:1\nvia_name = gw-2.example:3128\n"
+		"http_ports = 81, 9000-9001\nx_forwarded_for = replace\nmax_connections = 7\n"
+		"max_connections_per_client = 3\nbody_timeout_ms = 100\nbody_min_rate = 0\n"
+		"[pool d]\ndirect = yes\n");
+	assert_string_equal(fx->cfg.via_name, "gw-2.example:3128");
+	assert_false(config_http_port_allowed(&fx->cfg, 80));
+	assert_true(config_http_port_allowed(&fx->cfg, 9001));
+	assert_int_equal(fx->cfg.x_forwarded_for, XFF_REPLACE);
+	assert_int_equal(config_max_connections(&fx->cfg), 7);
+	assert_int_equal(fx->cfg.max_connections_per_client, 3);
+	assert_int_equal(fx->cfg.body_min_rate, 0);
+	load_ok(fx, "[gateway]\nlisten = 127.0.0.1:1\nx_forwarded_for = yes\n[pool d]\ndirect = yes\n");
+	assert_int_equal(fx->cfg.x_forwarded_for, XFF_APPEND);
+
+	assert_int_equal(load(fx, "[gateway]\nlisten = 127.0.0.1:1\nvia_name = two words\n"), -EINVAL);
+	assert_non_null(strstr(fx->err, "via_name 'two words' must be one token"));
+	assert_int_equal(load(fx, "[gateway]\nlisten = 127.0.0.1:1\nhttp_ports = 0\n"), -EINVAL);
+	assert_non_null(strstr(fx->err, "http_ports '0': each item must be a port"));
+}
+
 static void test_other_values(void **state)
 {
 	struct fx *fx = *state;
@@ -354,8 +406,11 @@ static void test_other_values(void **state)
 	load_ok(fx, "[gateway]\nlisten = localhost:3128\nrelay = splice\npause = hold\n"
 		    "relay_sndbuf_bytes = 0\nrelay_rcvbuf_bytes = 1073741824\n"
 		    "control = /tmp/x.sock\nbpf_pin_dir = /sys/fs/bpf/x\naccess_log = /var/log/tg.log\n"
+		    "user = tunnel-gate_1.x\nseccomp = log\n"
 		    "[pool d]\ndirect = yes\n[pool p]\ndirect = no\nserver = 127.0.0.1:1\n"
 		    "[rule r]\nhost = [FD00::1]\npath_prefix = /a/./b//c/%7e\naction = pool p\n"
+		    "[rule s]\nhost = 0X7F.1.\npath_prefix = /x/..;/A%252F\npath_case = exact\n"
+		    "action = reject\n"
 		    "[route]\ndefault = d\n");
 	assert_true(c->listen[0].sa.sa_family == AF_INET || c->listen[0].sa.sa_family == AF_INET6);
 	assert_int_equal(c->relay, RELAY_SPLICE);
@@ -365,10 +420,17 @@ static void test_other_values(void **state)
 	assert_string_equal(c->control, "/tmp/x.sock");
 	assert_string_equal(c->bpf_pin_dir, "/sys/fs/bpf/x");
 	assert_string_equal(c->access_log, "/var/log/tg.log");
+	assert_string_equal(c->user, "tunnel-gate_1.x");
+	assert_int_equal(c->seccomp, SECCOMP_LOG);
 	assert_false(c->pools[1].direct);
 	assert_string_equal(c->rules[0].host, "fd00::1");
 	assert_string_equal(c->rules[0].path_prefix, "/a/b/c/~");
 	assert_int_equal(c->rules[0].pool, 1);
+	assert_false(c->rules[0].path_case_exact);
+	/* stored in canonical form, as requests are compared */
+	assert_string_equal(c->rules[1].host, "127.0.0.1");
+	assert_string_equal(c->rules[1].path_prefix, "/A/");
+	assert_true(c->rules[1].path_case_exact);
 
 }
 
@@ -408,7 +470,7 @@ static const struct {
 	  "unknown key 'lisen' in [gateway] (expected listen, relay, control, bpf_pin_dir, "
 	  "connect_ports, header_timeout_ms, connect_timeout_ms, idle_timeout_ms, "
 	  "drain_timeout_ms, max_header_bytes, max_backlog_bytes, pause, relay_sndbuf_bytes, "
-	  "relay_rcvbuf_bytes, access_log, x_forwarded_for)" },
+	  "relay_rcvbuf_bytes, access_log, user, seccomp, x_forwarded_for" },
 	{ MINIMAL "weight = 3\n", 5,
 	  "unknown key 'weight' in [pool direct] (expected balance, server, direct)" },
 	{ MINIMAL "[gatway]\n", 5,
@@ -484,7 +546,16 @@ static const struct {
 	{ "[gateway]\nrelay_sndbuf_bytes = 1073741825\n", 2, "in 0..1073741824" },
 	{ "[gateway]\nrelay_rcvbuf_bytes = -1\n", 2, "relay_rcvbuf_bytes = '-1' is not a whole" },
 	{ "[gateway]\nmax_backlog_bytes = 1073741825\n", 2, "in 65536..1073741824" },
-	{ "[gateway]\nx_forwarded_for = maybe\n", 2, "x_forwarded_for 'maybe' must be yes or no" },
+	{ "[gateway]\nx_forwarded_for = maybe\n", 2, "x_forwarded_for 'maybe' must be append, replace or no (yes means append)" },
+	{ "[gateway]\nresolver = dns.example:53\n", 2,
+	  "resolver 'dns.example:53' is not IP:port (e.g. 127.0.0.1:53 or [::1]:53; a host name" },
+	{ "[gateway]\nresolver = 127.0.0.1\n", 2, "resolver '127.0.0.1' is not IP:port" },
+	{ "[gateway]\nresolver = ::1:53\n", 2, "resolver '::1:53' is not IP:port" },
+	{ "[gateway]\nresolver_max_queries = 0\n", 2, "resolver_max_queries = '0' is not a whole" },
+	{ "[gateway]\nresolver_timeout_ms = 0\n", 2, "in 1..86400000" },
+	{ "[gateway]\nuser = -x\n", 2, "user '-x' is not a user name" },
+	{ "[gateway]\nuser = a b\n", 2, "user 'a b' is not a user name" },
+	{ "[gateway]\nseccomp = maybe\n", 2, "seccomp 'maybe' is not one of yes, no, log" },
 	{ "[gateway]\nconnect_ports = 0\n", 2,
 	  "connect_ports '0': each item must be a port 1-65535" },
 	{ "[gateway]\nconnect_ports = 65536\n", 2, "connect_ports '65536'" },
@@ -547,6 +618,14 @@ static const struct {
 	  "host 'a.com/x' is not a host name" },
 	{ MINIMAL "[rule r]\npath_prefix = admin\naction = reject\n", 6,
 	  "path_prefix 'admin' must start with '/'" },
+	{ MINIMAL "[rule r]\npath_prefix = /admin%zz\naction = reject\n", 6,
+	  "path_prefix '/admin%zz' has no canonical form: percent-decoded" },
+	{ MINIMAL "[rule r]\npath_prefix = /a%00\naction = reject\n", 6,
+	  "path_prefix '/a%00' has no canonical form: it holds a NUL byte" },
+	{ MINIMAL "[rule r]\npath_case = Exact\naction = reject\n", 6,
+	  "path_case 'Exact' is not one of insensitive, exact" },
+	{ MINIMAL "[rule r]\nhost = ..\naction = reject\n", 6,
+	  "host '..' is empty once its trailing dots are removed" },
 	{ MINIMAL "[rule r]\nmethod = GET /\naction = reject\n", 6,
 	  "method 'GET /' is not an HTTP method" },
 	{ MINIMAL "[rule r]\nhost = a.com\nhost = b.com\naction = reject\n", 7,
@@ -686,6 +765,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_listen_repeat_and_v6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_servers_and_weights, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_state_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hardening_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syntax_variants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),

@@ -574,13 +574,56 @@ static void test_build_connect(void **state)
 	size_t k;
 
 	assert_int_equal(fx_parse(f, true, 16384, S(in)), sizeof(in) - 1);
-	assert_int_equal(http_build_connect(&f->h, f->buf, f->out, sizeof(f->out)),
+	assert_int_equal(http_build_connect(&f->h, f->buf, NULL, f->out, sizeof(f->out)),
 			 sizeof(want) - 1);
 	assert_memory_equal(f->out, want, sizeof(want) - 1);
 	for (k = 0; k < sizeof(want) - 1; k++)
-		assert_int_equal(http_build_connect(&f->h, f->buf, f->out, k), -ENOSPC);
-	assert_int_equal(http_build_connect(&f->h, f->buf, f->out, sizeof(want) - 1),
+		assert_int_equal(http_build_connect(&f->h, f->buf, NULL, f->out, k), -ENOSPC);
+	assert_int_equal(http_build_connect(&f->h, f->buf, NULL, f->out, sizeof(want) - 1),
 			 sizeof(want) - 1);
+}
+
+/* CONNECT gets @extra (the gateway's Via) after the client's fields. */
+static void test_build_connect_extra(void **state)
+{
+	static const char in[] = "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n";
+	static const char want[] = "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nVia: 1.1 gw:3128\r\n\r\n";
+	struct fixture *f = *state;
+
+	assert_int_equal(fx_parse(f, true, 16384, S(in)), sizeof(in) - 1);
+	assert_int_equal(http_build_connect(&f->h, f->buf, "Via: 1.1 gw:3128\r\n", f->out,
+					    sizeof(f->out)), sizeof(want) - 1);
+	assert_memory_equal(f->out, want, sizeof(want) - 1);
+}
+
+/* A Via element naming this gateway: any field, any position, any case, with comments. */
+static void test_via_has(void **state)
+{
+	static const struct {
+		const char *fields;
+		bool want;
+	} cases[] = {
+		{ "", false },
+		{ "Via: 1.1 gw:3128\r\n", true },
+		{ "Via: 1.0 other, HTTP/1.1 GW:3128 (tunnelgate)\r\n", true },
+		{ "Via: 1.1 a\r\nVIA:1.1 b,1.1 gw:3128\r\n", true },
+		{ "Via: 1.1 gw:31280\r\n", false },
+		{ "Via: 1.1 xgw:3128\r\n", false },
+		{ "Via: gw:3128\r\n", false },   /* that is the protocol, no received-by */
+		{ "X-Via: 1.1 gw:3128\r\n", false },
+		{ "Via: 1.1 other (gw:3128)\r\n", false },
+	};
+	struct fixture *f = *state;
+	char in[256];
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		int n = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: h\r\n%s\r\n",
+				 cases[i].fields);
+
+		assert_int_equal(fx_parse(f, true, 16384, in, n), n);
+		if (http_via_has(&f->h, f->buf, "gw:3128") != cases[i].want)
+			fail_msg("%s: want %d", cases[i].fields, cases[i].want);
+	}
 }
 
 static void test_build_response(void **state)
@@ -646,6 +689,10 @@ static const struct {
 	{ "x:65535", 0, "x", 65535 },
 	{ "example.com", -EINVAL, NULL, 0 },
 	{ "example.com:", -EINVAL, NULL, 0 },
+	/* one spelling per port: "0443" is 443 to some parsers, 291 (octal) to others */
+	{ "example.com:0443", -EINVAL, NULL, 0 },
+	{ "example.com:00", -EINVAL, NULL, 0 },
+	{ "[::1]:080", -EINVAL, NULL, 0 },
 	{ "example.com:0", -EINVAL, NULL, 0 },
 	{ "example.com:65536", -EINVAL, NULL, 0 },
 	{ "example.com:99999999999", -EINVAL, NULL, 0 },
@@ -942,6 +989,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hop_by_hop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_connect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_build_connect_extra, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_via_has, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_response, setup, teardown),
 		cmocka_unit_test(test_authority),
 		cmocka_unit_test_setup_teardown(test_body_length, setup, teardown),

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "rules.h"
 
@@ -22,11 +23,14 @@ static const struct {
 } paths[] = {
 	{ "/admin", "/admin" },
 	{ "/%61dmin", "/admin" },
-	/* Found by fuzzing: a decoded hex digit must not complete a new escape. */
-	{ "/%%32e", "/%%32e" },
-	{ "/%4%31", "/%4%31" },
-	{ "/%%32e%2E/x", "/%%32e./x" },
-	{ "/%41DMIN", "/ADMIN" },
+	{ "/%41DMIN", "/ADMIN" },   /* case is kept; rules fold it */
+	/* decoded until no escape is left, whatever the nesting */
+	{ "/%%32e", "/" },          /* "%%32e" -> "%2e" -> "." */
+	{ "/%4%31", "/A" },         /* "%4%31" -> "%41" -> "A" */
+	{ "/%%32e%2E/x", "/x" },    /* "/../x" */
+	{ "/%252e%252E/admin", "/admin" },
+	{ "/%25252Fadmin", "/admin" },
+	{ "/%2%35%32Fadmin", "/admin" }, /* "%2" "5" "2F": "%252F" -> "%2F" -> "/" */
 	{ "//admin", "/admin" },
 	{ "///admin//x", "/admin/x" },
 	{ "/./admin", "/admin" },
@@ -39,17 +43,29 @@ static const struct {
 	{ "/admin?x", "/admin" },
 	{ "/admin?x=/../y", "/admin" },
 	{ "/admin#frag", "/admin" },
+	/* %2F and %5C are separators; '\' is '/' */
+	{ "/a%2Fb", "/a/b" },
+	{ "/a%2fb", "/a/b" },
+	{ "/%2F%2fadmin", "/admin" },
+	{ "/a\\b", "/a/b" },
+	{ "/a%5Cb%5c..%5Cc", "/a/c" },
+	/* ";params" leave every segment */
+	{ "/admin;jsessionid=1", "/admin" },
+	{ "/a;x/b;y=z/c", "/a/b/c" },
+	{ "/;x/admin", "/admin" },
+	{ "/x/..;/admin", "/admin" },
+	{ "/x/.;y/admin", "/x/admin" },
+	{ "/admin%3Bx", "/admin" },
+	{ "/admin/;", "/admin/" },
+	/* a decoded '?' or '#' is path data: written back encoded, so it stays */
 	{ "/admin%3Fx", "/admin%3Fx" },
-	{ "/a%2Fb", "/a%2Fb" },
-	{ "/a%2fb", "/a%2Fb" },
-	{ "/%2F%2fadmin", "/%2F%2Fadmin" },
+	{ "/admin%3fx", "/admin%3Fx" },
+	{ "/a%23b", "/a%23b" },
+	{ "/a%253Fb", "/a%3Fb" },
+	{ "/%3F%23?x", "/%3F%23" },
 	{ "/%7e%7E%2d%5f%2E", "/~~-_." },
-	{ "/%20x", "/%20x" },
-	{ "/%00", "/%00" },
-	{ "/%zz", "/%zz" },
-	{ "/admin%", "/admin%" },
-	{ "/admin%4", "/admin%4" },
-	{ "/admin%4?x", "/admin%4" },
+	{ "/%20x", "/ x" },
+	{ "/%C3%A9", "/\xC3\xA9" },
 	{ "/", "/" },
 	{ "", "/" },
 	{ "?x", "/" },
@@ -66,55 +82,229 @@ static const struct {
 	{ "/mid/content=5/../6", "/mid/6" },
 };
 
-static void test_path_normalise(void **state)
+static void test_path_canonical(void **state)
 {
 	char out[64], again[64];
 
 	(void)state;
 	for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
-		int n = path_normalise(paths[i].in, strlen(paths[i].in), out, sizeof(out));
+		int n = path_canonical(paths[i].in, strlen(paths[i].in), out, sizeof(out));
 
 		if (n < 0 || strcmp(out, paths[i].out) || (size_t)n != strlen(out))
 			fail_msg("'%s': got %d '%s', want '%s'", paths[i].in, n, n < 0 ? "" : out,
 				 paths[i].out);
-		/* normalising twice changes nothing */
-		n = path_normalise(out, strlen(out), again, sizeof(again));
-		assert_string_equal(again, paths[i].out);
+		/* canonical(canonical(p)) == canonical(p) */
+		n = path_canonical(out, strlen(out), again, sizeof(again));
+		if (n < 0 || strcmp(again, out))
+			fail_msg("'%s' -> '%s' -> %d '%s': not idempotent", paths[i].in, out, n,
+				 n < 0 ? "" : again);
+	}
+}
+
+/*
+ * Spellings of "/admin" that some origin serves as /admin; the old path_normalise()
+ * let each of them past a rule on "/admin". Canonical, they all start with "/admin"
+ * (case aside).
+ */
+static const char *const admin_spellings[] = {
+	"/%2Fadmin",           /* nginx merges the decoded slashes */
+	"/x/%2e%2e%2fadmin",   /* nginx: "/x/../admin" */
+	"/ADMIN",              /* IIS, case-insensitive file systems */
+	"/Admin/x",
+	"/;x/admin",           /* Tomcat drops path parameters */
+	"/x/..;/admin",
+	"/\\admin",            /* IIS and Tomcat read '\' as '/' */
+	"/%5cadmin",
+	"/x%5C..%5Cadmin",
+	"/%252Fadmin",         /* decoded twice */
+	"/x/%252e%252e/admin",
+	"/%2541dmin",
+	"/x/.%2E;y/%5C%2Fadmin",
+};
+
+static void test_admin_spellings(void **state)
+{
+	char out[64], again[64];
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(admin_spellings); i++) {
+		const char *in = admin_spellings[i];
+		int n = path_canonical(in, strlen(in), out, sizeof(out));
+
+		if (n < 6 || strncasecmp(out, "/admin", 6))
+			fail_msg("'%s': got %d '%s', want /admin...", in, n, n < 0 ? "" : out);
+		n = path_canonical(out, strlen(out), again, sizeof(again));
+		assert_true(n > 0);
+		assert_string_equal(again, out);
 	}
 }
 
 /* Every prefix length of an input: no read past @len, whatever the cut. */
 static void test_path_truncations(void **state)
 {
-	static const char in[] = "/a/%2e%2E/b%2f%41//./c?q#f";
+	static const char in[] = "/a/%2e%2E/b%2f%41;p//.\\c%5c%253F?q%zz#f";
 	char buf[sizeof(in) - 1], out[64];
 
 	(void)state;
 	for (size_t len = 0; len <= sizeof(buf); len++) {
 		/* at the end of buf, so that ASan sees a read past len */
 		char *copy = buf + sizeof(buf) - len;
+		const char *q = memchr(in, '?', len);
+		size_t end = q ? (size_t)(q - in) : len;
+		/* a cut inside an escape leaves a '%' without two hex digits */
+		bool cut = (end >= 1 && in[end - 1] == '%') || (end >= 2 && in[end - 2] == '%') ||
+			   (end >= 3 && !strncmp(in + end - 3, "%25", 3)) ||
+			   (end >= 4 && !strncmp(in + end - 4, "%25", 3));
+		int r;
 
 		memcpy(copy, in, len);
-		assert_true(path_normalise(copy, len, out, sizeof(out)) > 0);
-		assert_int_equal(out[0], '/');
+		r = path_canonical(copy, len, out, sizeof(out));
+		if (cut ? r != -EILSEQ : r <= 0)
+			fail_msg("cut at %zu ('%.*s'): got %d", len, (int)len, in, r);
+		if (r > 0)
+			assert_int_equal(out[0], '/');
 	}
 }
 
 static void test_path_errors(void **state)
 {
-	char out[16];
+	static const struct {
+		const char *in;
+		int err;
+	} cases[] = {
+		/* an escape that cannot be read one way only: 400 */
+		{ "/%zz", -EILSEQ },
+		{ "/admin%", -EILSEQ },
+		{ "/admin%4", -EILSEQ },
+		{ "/admin%4?x", -EILSEQ },
+		{ "/%admin", 5 },          /* %ad is an escape: "/\xADmin" */
+		{ "/%g/admin", -EILSEQ },
+		{ "/%u0061dmin", -EILSEQ },  /* IIS reads it as "/admin" */
+		{ "/100%25", -EILSEQ },      /* "%25" decodes to a lone '%' */
+		{ "/%2525", -EILSEQ },
+		{ "/%25%32", -EILSEQ },      /* "%2" */
+		{ "/%00", -ERANGE },
+		{ "/admin%00.html", -ERANGE },
+		{ "/%2500", -ERANGE },
+		{ "/%%30%30", -ERANGE },
+		/* not a path: no path rule can match */
+		{ "*", -EINVAL },
+		{ "admin", -EINVAL },
+		{ "http://h/", -EINVAL },
+		{ "%2Fadmin", -EINVAL },
+		{ "\\admin", -EINVAL },
+	};
+	char out[32];
 
 	(void)state;
-	assert_int_equal(path_normalise("*", 1, out, sizeof(out)), -EINVAL);
-	assert_int_equal(path_normalise("admin", 5, out, sizeof(out)), -EINVAL);
-	assert_int_equal(path_normalise("http://h/", 9, out, sizeof(out)), -EINVAL);
-	assert_int_equal(path_normalise("/a\0b", 4, out, sizeof(out)), -EINVAL);
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		int r = path_canonical(cases[i].in, strlen(cases[i].in), out, sizeof(out));
+
+		if (r != cases[i].err)
+			fail_msg("'%s': got %d, want %d", cases[i].in, r, cases[i].err);
+	}
+	assert_int_equal(path_canonical("/a\0b", 4, out, sizeof(out)), -ERANGE);
 	/* @out needs the input's length + 1, even when the result is shorter */
-	assert_int_equal(path_normalise("/1234567", 8, out, 8), -ENOSPC);
-	assert_int_equal(path_normalise("/1234567", 8, out, 9), 8);
-	assert_int_equal(path_normalise("/123456", 7, out, 8), 7);
-	assert_int_equal(path_normalise("", 0, out, 1), -ENOSPC);
-	assert_int_equal(path_normalise("", 0, out, 2), 1);
+	assert_int_equal(path_canonical("/1234567", 8, out, 8), -ENOSPC);
+	assert_int_equal(path_canonical("/1234567", 8, out, 9), 8);
+	assert_int_equal(path_canonical("/123456", 7, out, 8), 7);
+	assert_int_equal(path_canonical("/%3F", 4, out, 5), 4);
+	assert_string_equal(out, "/%3F");
+	assert_int_equal(path_canonical("", 0, out, 1), -ENOSPC);
+	assert_int_equal(path_canonical("", 0, out, 2), 1);
+	assert_non_null(strstr(path_strerror(-EILSEQ), "'%'"));
+	assert_non_null(strstr(path_strerror(-ERANGE), "NUL"));
+}
+
+/* Linear time: a long chain of nested escapes, each decoding into the next. */
+static void test_path_nested_long(void **state)
+{
+	size_t depth = 100000, len = 1 + 2 * depth + 3, i;
+	char *in = malloc(len), *out = malloc(len + 1);
+
+	(void)state;
+	assert_non_null(in);
+	assert_non_null(out);
+	/* "/" "%" "25" x depth "41": every pass decodes one "%25" */
+	in[0] = '/';
+	in[1] = '%';
+	for (i = 0; i < depth; i++)
+		memcpy(in + 2 + 2 * i, "25", 2);
+	memcpy(in + 2 + 2 * depth, "41", 2);
+	assert_int_equal(path_canonical(in, len, out, len + 1), 2);
+	assert_string_equal(out, "/A");
+	free(in);
+	free(out);
+}
+
+static const struct {
+	const char *in;
+	const char *out;
+} hosts[] = {
+	{ "Some.Host.COM", "some.host.com" },
+	{ "some.host.com.", "some.host.com" },
+	{ "some.host.com..", "some.host.com" },
+	{ "127.0.0.1", "127.0.0.1" },
+	{ "127.1", "127.0.0.1" },
+	{ "127.0.1", "127.0.0.1" },
+	{ "2130706433", "127.0.0.1" },
+	{ "0x7f.1", "127.0.0.1" },
+	{ "0X7F.0.0.1", "127.0.0.1" },
+	{ "0x7f000001", "127.0.0.1" },
+	{ "0177.0.0.1", "127.0.0.1" },
+	{ "0177.0.0.01", "127.0.0.1" },
+	{ "127.0.0.1.", "127.0.0.1" },
+	{ "0xdeadbeef", "222.173.190.239" },
+	{ "::ffff:127.0.0.1", "127.0.0.1" },
+	{ "[::ffff:127.0.0.1]", "127.0.0.1" },
+	{ "::FFFF:7F00:1", "127.0.0.1" },
+	{ "[2001:DB8:0::1]", "2001:db8::1" },
+	{ "2001:db8:0:0:0:0:0:1", "2001:db8::1" },
+	{ "::1", "::1" },
+	{ "[::1]", "::1" },
+	/* not addresses: names, kept (lower case) */
+	{ "127.0.0.256", "127.0.0.256" },
+	{ "1.2.3.4.5", "1.2.3.4.5" },
+	{ "0x100000000", "0x100000000" },
+	{ "08.0.0.1", "08.0.0.1" },       /* 8 is not an octal digit */
+	{ "1.2.3.4 x", "1.2.3.4 x" },     /* inet_aton() alone takes it */
+	{ "cafe", "cafe" },
+	{ "deadbeef", "deadbeef" },
+	{ "1e100.net", "1e100.net" },
+	{ "[a.b]", "[a.b]" },
+	{ "fe80::1%Eth0", "fe80::1%eth0" },
+	{ "", "" },
+	{ "...", "" },
+};
+
+static void test_host_canonical(void **state)
+{
+	char out[HOST_CANONICAL_MIN], again[HOST_CANONICAL_MIN], dots[3 * HOST_CANONICAL_MIN];
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(hosts); i++) {
+		int n = host_canonical(hosts[i].in, strlen(hosts[i].in), out, sizeof(out));
+
+		if (n < 0 || strcmp(out, hosts[i].out) || (size_t)n != strlen(out))
+			fail_msg("'%s': got %d '%s', want '%s'", hosts[i].in, n, n < 0 ? "" : out,
+				 hosts[i].out);
+		n = host_canonical(out, strlen(out), again, sizeof(again));
+		if (n < 0 || strcmp(again, out))
+			fail_msg("'%s' -> '%s' -> '%s': not idempotent", hosts[i].in, out, again);
+	}
+	/* room for the longest address text, whatever the input's length */
+	assert_int_equal(host_canonical("0", 1, out, HOST_CANONICAL_MIN - 1), -ENOSPC);
+	assert_int_equal(host_canonical("abc", 3, out, HOST_CANONICAL_MIN), 3);
+	/* trailing dots do not count: the input may be longer than @out */
+	memset(dots, '.', sizeof(dots));
+	memcpy(dots, "a.b", 3);
+	assert_int_equal(host_canonical(dots, sizeof(dots), out, sizeof(out)), 3);
+	assert_string_equal(out, "a.b");
+	/* a slice: what follows @len is not read */
+	assert_int_equal(host_canonical("127.1:80", 5, out, sizeof(out)), 9);
+	assert_string_equal(out, "127.0.0.1");
+	/* a NUL inside is not an address */
+	assert_int_equal(host_canonical("::1\0x", 5, out, sizeof(out)), 5);
 }
 
 static struct sockaddr_any addr(const char *ip)
@@ -234,7 +424,7 @@ static void test_cidr_contains(void **state)
 /* The rules of a small config, built by hand. */
 struct rules_fx {
 	struct config cfg;
-	struct rule rules[6];
+	struct rule rules[8];
 	struct cidr ten, internal[2], local;
 	char *big;
 };
@@ -279,8 +469,20 @@ static int rules_setup(void **state)
 	r[4].client_in = &fx->local;
 	r[4].nclient_in = 1;
 	r[4].action = ACT_POOL;
+	/* 5: path_case = exact */
+	strcpy(r[5].name, "exact");
+	r[5].path_prefix = "/Exact/";
+	r[5].path_case_exact = true;
+	r[5].action = ACT_REJECT;
+	/* 6, 7: hosts that are addresses, as config_load() stores them (canonical) */
+	strcpy(r[6].name, "loopback");
+	r[6].host = "127.0.0.1";
+	r[6].action = ACT_POOL;
+	strcpy(r[7].name, "v6");
+	r[7].host = "2001:db8::1";
+	r[7].action = ACT_REJECT;
 	fx->cfg.rules = fx->rules;
-	fx->cfg.nrules = 5;
+	fx->cfg.nrules = 8;
 	*state = fx;
 	return 0;
 }
@@ -311,9 +513,12 @@ static void test_rules_match(void **state)
 		{ "GET", "x", "/admin", "10.9.8.7", NULL },
 		{ "GET", "x", "/admin", "::ffff:10.9.8.7", NULL },
 		{ "GET", "x", "/admin", "::1", "admin-guard" },
-		{ "GET", "x", "/Admin", "1.2.3.4", NULL },
+		{ "GET", "x", "/Admin", "1.2.3.4", "admin-guard" },
 		{ "GET", "x", "/adm", "1.2.3.4", NULL },
-		{ "GET", "x", "/%2Fadmin", "1.2.3.4", NULL },
+		{ "GET", "x", "/%2Fadmin", "1.2.3.4", "admin-guard" },
+		{ "GET", "x", "/public", "1.2.3.4", NULL },
+		{ "GET", "x", "/adminx", "1.2.3.4", "admin-guard" }, /* a prefix of the string */
+		{ "GET", "x", "/ad%2Fmin", "1.2.3.4", NULL },
 		{ "CONNECT", "x", NULL, "1.2.3.4", NULL },
 		/* host: case-insensitive, exact */
 		{ "CONNECT", "some.host.com", NULL, "1.2.3.4", "by-host" },
@@ -338,6 +543,20 @@ static void test_rules_match(void **state)
 		{ "GET", "x", "/local/a", "127.0.0.2", NULL },
 		{ "CONNECT", "x", NULL, "127.0.0.1", NULL },
 		{ "OPTIONS", "x", "*", "127.0.0.1", NULL },
+		{ "GET", "x", "/LOCAL/a", "127.0.0.1", "local" },
+		{ "GET", "x", "/x/..;/Local%2fa", "127.0.0.1", "local" },
+		/* path_case = exact */
+		{ "GET", "x", "/Exact/a", "10.0.0.1", "exact" },
+		{ "GET", "x", "/%45xact/a", "10.0.0.1", "exact" },
+		{ "GET", "x", "/Exact;p/", "10.0.0.1", "exact" },
+		{ "GET", "x", "/exact/a", "10.0.0.1", NULL },
+		{ "GET", "x", "/EXACT/a", "10.0.0.1", NULL },
+		/* hosts that are addresses */
+		{ "CONNECT", "127.0.0.1", NULL, "1.2.3.4", "loopback" },
+		{ "GET", "127.0.0.1", "/", "1.2.3.4", "loopback" },
+		{ "CONNECT", "127.0.0.2", NULL, "1.2.3.4", NULL },
+		{ "CONNECT", "2001:DB8:0:0::1", NULL, "1.2.3.4", "v6" },
+		{ "CONNECT", "2001:db8::2", NULL, "1.2.3.4", NULL },
 	};
 	struct rules_fx *fx = *state;
 
@@ -352,14 +571,111 @@ static void test_rules_match(void **state)
 			.path_len = cases[i].path ? strlen(cases[i].path) : 0,
 			.client = &client,
 		};
-		const struct rule *r = rules_match(&fx->cfg, &in);
-		const char *got = r ? r->name : NULL;
+		const struct rule *r = (void *)1;
+		const char *got;
 
+		if (rules_match(&fx->cfg, &in, &r))
+			fail_msg("case %zu %s: an error", i, cases[i].path);
+		got = r ? r->name : NULL;
 		if (got != cases[i].want && (!got || !cases[i].want || strcmp(got, cases[i].want)))
 			fail_msg("case %zu %s %s%s from %s: got %s, want %s", i, cases[i].method,
 				 cases[i].host, cases[i].path ? cases[i].path : "", cases[i].client,
 				 got ? got : "none", cases[i].want ? cases[i].want : "none");
 	}
+}
+
+/* The rule that decides (its name, or NULL), with rules_match()'s return in *@err. */
+static const char *decide(struct rules_fx *fx, const char *method, const char *host,
+			  const char *path, const char *client, int *err)
+{
+	struct sockaddr_any a = addr(client);
+	struct rule_input in = {
+		.method = method,
+		.method_len = strlen(method),
+		.host = host,
+		.host_len = strlen(host),
+		.path = path,
+		.path_len = path ? strlen(path) : 0,
+		.client = &a,
+	};
+	const struct rule *r = (void *)1;
+
+	*err = rules_match(&fx->cfg, &in, &r);
+	if (*err)
+		assert_null(r);
+	return r ? r->name : NULL;
+}
+
+/* Each spelling of /admin and of 127.0.0.1 meets the rule on the plain one. */
+static void test_rules_spellings(void **state)
+{
+	static const char *const loopback[] = {
+		"127.0.0.1", "127.1", "127.0.1", "2130706433", "0x7f.1", "0X7F.0.0.1",
+		"0x7f000001", "0177.0.0.1", "0177.0.0.01", "127.0.0.1.", "::ffff:127.0.0.1",
+		"[::ffff:127.0.0.1]", "::FFFF:7f00:1",
+	};
+	static const char *const by_host[] = {
+		"some.host.com.", "SOME.HOST.COM..", "Some.Host.Com",
+	};
+	struct rules_fx *fx = *state;
+	const char *got;
+	int err;
+
+	for (size_t i = 0; i < ARRAY_SIZE(admin_spellings); i++) {
+		got = decide(fx, "GET", "x", admin_spellings[i], "1.2.3.4", &err);
+		if (err || !got || strcmp(got, "admin-guard"))
+			fail_msg("GET %s from outside: got %d %s, want admin-guard",
+				 admin_spellings[i], err, got ? got : "none");
+		/* inside the guard's client_not_in, nothing else holds */
+		got = decide(fx, "GET", "x", admin_spellings[i], "10.1.1.1", &err);
+		if (err || got)
+			fail_msg("GET %s from inside: got %d %s, want none", admin_spellings[i],
+				 err, got ? got : "none");
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(loopback); i++) {
+		got = decide(fx, "CONNECT", loopback[i], NULL, "1.2.3.4", &err);
+		if (err || !got || strcmp(got, "loopback"))
+			fail_msg("CONNECT %s: got %d %s, want loopback", loopback[i], err,
+				 got ? got : "none");
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(by_host); i++) {
+		got = decide(fx, "CONNECT", by_host[i], NULL, "1.2.3.4", &err);
+		if (err || !got || strcmp(got, "by-host"))
+			fail_msg("CONNECT %s: got %d %s, want by-host", by_host[i], err,
+				 got ? got : "none");
+	}
+}
+
+/* A path without canonical form is an error only when a rule's decision needs it. */
+static void test_rules_bad_path(void **state)
+{
+	struct rules_fx *fx = *state;
+	int err;
+
+	assert_null(decide(fx, "GET", "x", "/%zz", "1.2.3.4", &err));
+	assert_int_equal(err, -EILSEQ);
+	assert_null(decide(fx, "GET", "x", "/admin%", "1.2.3.4", &err));
+	assert_int_equal(err, -EILSEQ);
+	assert_null(decide(fx, "GET", "x", "/%2500", "1.2.3.4", &err));
+	assert_int_equal(err, -ERANGE);
+	assert_null(decide(fx, "GET", "x", "/%u0061dmin", "1.2.3.4", &err));
+	assert_int_equal(err, -EILSEQ);
+	/* the query is not the path */
+	assert_null(decide(fx, "GET", "x", "/public?q=%zz", "1.2.3.4", &err));
+	assert_int_equal(err, 0);
+	/* a rule without a path condition decides first */
+	assert_string_equal(decide(fx, "GET", "some.host.com", "/%zz", "10.1.1.1", &err),
+			    "by-host");
+	assert_int_equal(err, 0);
+	/* CONNECT has no path */
+	assert_null(decide(fx, "CONNECT", "x", NULL, "1.2.3.4", &err));
+	assert_int_equal(err, 0);
+	/* inside: the guard does not apply, "local" neither (client_in); "exact" needs the path */
+	assert_null(decide(fx, "GET", "x", "/%zz", "10.1.1.1", &err));
+	assert_int_equal(err, -EILSEQ);
+	fx->cfg.nrules = 5;
+	assert_null(decide(fx, "GET", "x", "/%zz", "10.1.1.1", &err));
+	assert_int_equal(err, 0);
 }
 
 /* Inputs are slices, not C strings; and a path longer than any stack buffer works. */
@@ -373,11 +689,14 @@ static void test_rules_slices(void **state)
 		.path = "/adminXX", .path_len = 4,
 		.client = &client,
 	};
+	const struct rule *r;
 	size_t big = 100000;
 
-	assert_string_equal(rules_match(&fx->cfg, &in)->name, "by-host");
+	assert_int_equal(rules_match(&fx->cfg, &in, &r), 0);
+	assert_string_equal(r->name, "by-host");
 	in.path_len = 6;
-	assert_string_equal(rules_match(&fx->cfg, &in)->name, "admin-guard");
+	assert_int_equal(rules_match(&fx->cfg, &in, &r), 0);
+	assert_string_equal(r->name, "admin-guard");
 
 	fx->big = malloc(big);
 	assert_non_null(fx->big);
@@ -385,20 +704,38 @@ static void test_rules_slices(void **state)
 	memcpy(fx->big + big - 6, "/admin", 6);
 	in.path = fx->big;
 	in.path_len = big;
-	assert_string_equal(rules_match(&fx->cfg, &in)->name, "admin-guard");
+	assert_int_equal(rules_match(&fx->cfg, &in, &r), 0);
+	assert_string_equal(r->name, "admin-guard");
+	/* a long host: its canonical form does not fit the stack buffer either */
+	memset(fx->big, '.', big);
+	memcpy(fx->big, "0x7f.1", 6);
+	in.method = "CONNECT";
+	in.method_len = 7;
+	in.host = fx->big;
+	in.host_len = big;
+	in.path = NULL;
+	in.path_len = 0;
+	assert_int_equal(rules_match(&fx->cfg, &in, &r), 0);
+	assert_string_equal(r->name, "loopback");
 	fx->cfg.nrules = 0;
-	assert_null(rules_match(&fx->cfg, &in));
+	assert_int_equal(rules_match(&fx->cfg, &in, &r), 0);
+	assert_null(r);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_path_normalise),
+		cmocka_unit_test(test_path_canonical),
+		cmocka_unit_test(test_admin_spellings),
 		cmocka_unit_test(test_path_truncations),
 		cmocka_unit_test(test_path_errors),
+		cmocka_unit_test(test_path_nested_long),
+		cmocka_unit_test(test_host_canonical),
 		cmocka_unit_test(test_cidr_parse),
 		cmocka_unit_test(test_cidr_contains),
 		cmocka_unit_test_setup_teardown(test_rules_match, rules_setup, rules_teardown),
+		cmocka_unit_test_setup_teardown(test_rules_spellings, rules_setup, rules_teardown),
+		cmocka_unit_test_setup_teardown(test_rules_bad_path, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_rules_slices, rules_setup, rules_teardown),
 	};
 
