@@ -13,6 +13,7 @@
 
 #include "admit.h"
 #include "conn.h"
+#include "http_msg.h"
 #include "log.h"
 #include "pool.h"
 #include "resolver.h"

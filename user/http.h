@@ -102,39 +102,10 @@ int http_find_field(const struct http_head *h, const char *buf, const char *name
 bool http_field_is_hop_by_hop(const struct http_head *h, const char *buf, unsigned i);
 
 /*
- * Write the CONNECT request @h (parsed from @buf) as it goes to an upstream proxy:
- * "CONNECT <target as sent> HTTP/1.1", then every field that is not hop-by-hop, in
- * order, then @extra verbatim (may be NULL), then the empty line. Returns bytes
- * written, or -ENOSPC if @outlen is short.
- */
-ssize_t http_build_connect(const struct http_head *h, const char *buf, const char *extra,
-			   char *out, size_t outlen);
-
-/*
  * True if a Via field of @h names @name as an intermediary it passed (the received-by
  * of any element, compared case-insensitively): the request has been here before.
  */
 bool http_via_has(const struct http_head *h, const char *buf, const char *name);
-
-/*
- * Write the request @h (parsed from @buf) as it goes upstream: "<method> @target
- * HTTP/1.1", every field that is not hop-by-hop (Content-Length kept) and not named
- * in the NULL-terminated list @drop (may be NULL), then @extra verbatim (may be NULL),
- * then the empty line. Returns bytes written, or -ENOSPC.
- */
-ssize_t http_build_request(const struct http_head *h, const char *buf, const char *target,
-			   size_t target_len, const char *const *drop, const char *extra,
-			   char *out, size_t outlen);
-
-/*
- * Write the response head @h (parsed from @buf) as it goes to the client:
- * "HTTP/1.1 <status> <reason>", every field that is neither hop-by-hop nor
- * Content-Length, then @extra verbatim (framing lines such as "Content-Length: 5\r\n",
- * "Transfer-Encoding: chunked\r\n", "Connection: close\r\n"; may be NULL), then the
- * empty line. Returns bytes written, or -ENOSPC.
- */
-ssize_t http_build_response(const struct http_head *h, const char *buf, const char *extra,
-			    char *out, size_t outlen);
 
 /*
  * Authority-form of a CONNECT target: "host:port", "[v6]:port". host is a reg-name
@@ -164,8 +135,5 @@ enum http_framing http_body_framing(const struct http_head *h);
 ssize_t http_body_feed(struct http_head *h, const char *buf, size_t len,
 		       void (*cb)(void *arg, const char *p, size_t n), void *arg, bool *done);
 int http_body_eof(struct http_head *h, bool *done);
-
-/* The RFC 9110 reason phrase of @status, or "Unknown". */
-const char *http_reason_phrase(int status);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "conn.h"
 #include "http_fwd.h"
+#include "http_msg.h"
 
 #define MAX_INTERIM 16 /* 1xx heads relayed per request, then the upstream is broken */
 

@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "http.h"
+#include "http_msg.h"
 
 #define check(cond)                                                                        \
 	do {                                                                               \

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "http_msg.h"
 
 /* A string literal with its length (literals may hold NUL). */
 #define S(x) x, sizeof(x) - 1
