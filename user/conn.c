@@ -177,15 +177,11 @@ void conn_reply(struct conn *c, int status, bool keep, const char *fmt, ...)
 	conn_log(c, "reply", "-", c->body_up, c->body_down);
 }
 
-/*
- * A reload happened since @c's last request: its next one follows the new config
- * (rules, pools, limits), with a request buffer as large as the new one asks.
- */
-static int conn_take_config(struct conn *c)
+int conn_take_config(struct conn *c)
 {
 	struct config *cur = c->gw->cfg;
 
-	if (c->cfg == cur)
+	if (c->cfg == cur || c->clen)
 		return 0;
 	if (cur->max_header_bytes > c->ccap) {
 		char *b = realloc(c->cbuf, cur->max_header_bytes);
@@ -198,6 +194,7 @@ static int conn_take_config(struct conn *c)
 	cur->refs++;
 	config_put(c->cfg);
 	c->cfg = cur;
+	http_head_init(c->req, true, cur->max_header_bytes);
 	return 0;
 }
 
@@ -210,10 +207,6 @@ void conn_next_request(struct conn *c)
 		/* Let the client read the reply before the FIN. */
 		shutdown(c->ch.fd, SHUT_WR);
 		conn_close(c, NULL);
-		return;
-	}
-	if (conn_take_config(c)) {
-		conn_close(c, "out of memory");
 		return;
 	}
 	rest = c->clen - c->req_len;

@@ -36,6 +36,13 @@ void conn_reply(struct conn *c, int status, bool keep, const char *fmt, ...)
 void conn_next_request(struct conn *c);
 
 /*
+ * A reload happened since @c's config was taken and no byte of its next request has
+ * come: take the current config (rules, pools, limits), with a request buffer as
+ * large as it asks. Returns 0 or -ENOMEM.
+ */
+int conn_take_config(struct conn *c);
+
+/*
  * True if the client sent bytes after its CONNECT head (an optimistic tunnel, such as
  * a TLS ClientHello): they must never be read as the next request.
  */

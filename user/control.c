@@ -284,6 +284,12 @@ void control_event(struct gateway *gw, struct handle *h, uint32_t events)
 			cc->h = (struct handle){ .kind = H_CTL_CLIENT, .fd = fd, .owner = cc };
 			ev_set(&cc->h, EPOLLIN);
 		}
+		/* Out of fds: the listener stays readable; rest until loop.c re-arms it. */
+		if (errno == EMFILE || errno == ENFILE) {
+			ev_set(h, 0);
+			gw->ctl_paused = true;
+			gw->ctl_paused_ms = now_ms();
+		}
 		return;
 	}
 	cc = h->owner;

@@ -45,6 +45,8 @@ struct gateway {
 
 	/* control.c */
 	struct handle ctl;       /* control socket listener */
+	bool ctl_paused;         /* out of fds: not polled for a while (loop.c re-arms it) */
+	uint64_t ctl_paused_ms;
 	char ctl_path[108];
 
 	/* conn.c */

@@ -54,6 +54,10 @@ static void accept_pause(struct gateway *gw, const char *why)
 /* Accept again once below max_connections and, after running out of fds, once one freed. */
 static void accept_resume(struct gateway *gw)
 {
+	if (gw->ctl_paused && now_ms() - gw->ctl_paused_ms >= ACCEPT_RETRY_MS && gw->ctl.fd >= 0) {
+		gw->ctl_paused = false;
+		ev_set(&gw->ctl, EPOLLIN);
+	}
 	if (!gw->accept_paused || gw->stopping || gw->nconns >= gw->max_conns)
 		return;
 	if (gw->nconns >= gw->paused_conns && now_ms() - gw->paused_ms < ACCEPT_RETRY_MS)

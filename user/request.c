@@ -188,6 +188,11 @@ void request_read(struct conn *c)
 		request_parse(c);
 		return;
 	}
+	/* A request that starts after a reload follows the new config. */
+	if (conn_take_config(c)) {
+		conn_close(c, "out of memory");
+		return;
+	}
 	n = recv(c->ch.fd, c->cbuf + c->clen, c->ccap - c->clen, 0);
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EINTR)

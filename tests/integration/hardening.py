@@ -3,6 +3,8 @@ floods, and sockets that hang up while the daemon cannot move bytes. Each test r
 its own daemon and checks a figure: connections accepted, memory grown, CPU used."""
 
 import os
+import select
+import shutil
 import socket
 import subprocess
 import threading
@@ -411,6 +413,308 @@ def t_retry_resends_exactly(env):
         good.close()
 
 
+# ---------------------------------------------------------------- headers, ports
+
+
+def recording_origin(heads):
+    def h(c, data):
+        heads.append(data.split(b"\r\n\r\n", 1)[0].decode("latin-1"))
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        time.sleep(0.2)
+    return h
+
+
+def field_values(head, name):
+    return [l.split(":", 1)[1].strip() for l in head.split("\r\n")[1:]
+            if l.split(":", 1)[0].strip().lower() == name.lower()]
+
+
+def t_headers_to_origin(env):
+    """An origin never gets Proxy-Authorization; x_forwarded_for = replace drops the
+    client's X-Forwarded-For and puts its address in their place."""
+    heads = []
+    o = Origin(recording_origin(heads))
+    d = daemon(env, "tg-hdr", extra={"x_forwarded_for": "replace"})
+    try:
+        with Client(d.port) as c:
+            c.send(("GET /x HTTP/1.1\r\nHost: %s:%d\r\nProxy-Authorization: Basic dTpw\r\n"
+                    "X-Forwarded-For: 192.0.2.7\r\n\r\n" % (A, o.port)).encode())
+            st = read_status(c)
+        if st != 200 or len(heads) != 1:
+            raise AssertionError("GET answered %s, origin saw %d requests" % (st, len(heads)))
+        if field_values(heads[0], "Proxy-Authorization"):
+            raise AssertionError("the origin got Proxy-Authorization: %r" % heads[0])
+        if field_values(heads[0], "X-Forwarded-For") != [A]:
+            raise AssertionError("x_forwarded_for = replace: the origin got X-Forwarded-For %r" % (
+                field_values(heads[0], "X-Forwarded-For")))
+        return "no Proxy-Authorization at the origin; X-Forwarded-For replaced by %s" % A
+    finally:
+        d.stop()
+        o.close()
+
+
+def t_ports(env):
+    """http_ports bounds plain requests to direct pools; CONNECT ports have one spelling."""
+    heads = []
+    o = Origin(recording_origin(heads))
+    d = daemon(env, "tg-ports", extra={"http_ports": "80, 443, 8080"})
+    try:
+        with Client(d.port) as c:
+            c.send(("GET /x HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (A, o.port)).encode())
+            st = read_status(c)
+        if st != 403 or heads:
+            raise AssertionError("plain GET to port %d (not in http_ports): %s, origin saw %d" % (
+                o.port, st, len(heads)))
+        with Client(d.port) as c:
+            c.send(b"CONNECT 127.0.0.1:0443 HTTP/1.1\r\nHost: 127.0.0.1:0443\r\n\r\n")
+            st = read_status(c)
+        if st != 400:
+            raise AssertionError("CONNECT to port 0443 answered %s, want 400" % st)
+        return "port outside http_ports: 403; CONNECT :0443: 400"
+    finally:
+        d.stop()
+        o.close()
+
+
+# ---------------------------------------------------------------- limits, timeouts
+
+
+def wait_for(pred, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def t_max_connections(env):
+    """At max_connections the listener is not polled; a slot freed lets the next in."""
+    d = daemon(env, "tg-maxconn", extra={"max_connections": "3", "header_timeout_ms": "20000"})
+    clients = []
+    try:
+        base = stat(d, "accepted")
+        for _ in range(4):
+            clients.append(socket.create_connection((A, d.port)))
+        if not wait_for(lambda: stat(d, "accepted") - base == 3, 2):
+            raise AssertionError("%d accepted, want 3" % (stat(d, "accepted") - base))
+        time.sleep(0.3)
+        if stat(d, "accepted") - base != 3 or not stat_is(d, "accepting", "paused"):
+            raise AssertionError("a 4th connection was accepted over max_connections = 3")
+        clients.pop(0).close()
+        if not wait_for(lambda: stat(d, "accepted") - base == 4, 2):
+            raise AssertionError("a slot freed, the waiting connection was not accepted")
+        lines = [l for l in d.tail(50) if "not accepting connections" in l]
+        if len(lines) != 1:
+            raise AssertionError("want one 'not accepting' log line, got %r" % lines)
+        return "3 accepted, the 4th waited in the backlog until one closed; one log line"
+    finally:
+        for c in clients:
+            c.close()
+        d.stop()
+
+
+def stat_is(d, key, value):
+    r = d.ctl("stats")
+    return ("%s\t%s" % (key, value)) in r.stdout.decode()
+
+
+def t_per_client(env):
+    """max_connections_per_client: the next from that address gets 503 and a close."""
+    d = daemon(env, "tg-perclient", extra={"max_connections_per_client": "2",
+                                          "header_timeout_ms": "20000"})
+    clients = []
+    try:
+        for _ in range(2):
+            clients.append(socket.create_connection((A, d.port)))
+        if not wait_for(lambda: d.ctl("stats").stdout.decode().count("connections\t2") >= 1, 2):
+            raise AssertionError("two connections from %s not open" % A)
+        with Client(d.port) as c:
+            st = read_status(c)
+        if st != 503 or stat(d, "refused_per_client") != 1:
+            raise AssertionError("third connection from %s: %s, refused_per_client %d" % (
+                A, st, stat(d, "refused_per_client")))
+        other = socket.socket()
+        other.bind(("127.0.0.2", 0))
+        other.connect((A, d.port))
+        clients.append(other)
+        if not wait_for(lambda: stat(d, "accepted") >= 4, 2) or stat(d, "refused_per_client") != 1:
+            raise AssertionError("a client from 127.0.0.2 was refused too")
+        return "2 from 127.0.0.1 open, the 3rd got 503; 127.0.0.2 still served"
+    finally:
+        for c in clients:
+            c.close()
+        d.stop()
+
+
+def t_out_of_fds(env):
+    """Out of descriptors (EMFILE): no busy loop, one log line, accepting again later."""
+    if not shutil.which("prlimit"):
+        raise Skip("prlimit (util-linux) not found")
+    # as root: prlimit cannot reach a daemon that dropped to another user; only the soft
+    # limit moves (raising a hard limit back needs more than root's prlimit here)
+    d = daemon(env, "tg-emfile", extra={"max_connections": "100000", "header_timeout_ms": "20000",
+                                       "user": "root"})
+    clients = []
+    try:
+        nfd = d.fd_count()
+        r = subprocess.run(["prlimit", "--pid", str(d.pid), "--nofile=%d:" % (nfd + 8)],
+                           capture_output=True)
+        if r.returncode:
+            raise AssertionError("prlimit failed: %s" % r.stderr.decode().strip())
+        for _ in range(20):
+            clients.append(socket.create_connection((A, d.port)))
+        time.sleep(0.5)
+        share = cpu_share(d.pid, 2.0)
+        lines = [l for l in d.tail(80) if "not accepting connections" in l]
+        if share > CPU_MAX or len(lines) != 1:
+            raise AssertionError("out of fds: %.0f%% CPU, %d log lines (want <= %.0f%%, 1)" % (
+                share * 100, len(lines), CPU_MAX * 100))
+        for c in clients[:10]:
+            c.close()
+        subprocess.run(["prlimit", "--pid", str(d.pid), "--nofile=4096:"], capture_output=True)
+        if not wait_for(lambda: stat(d, "accepted") >= 20, 3):
+            raise AssertionError("fds back, yet only %d accepted" % stat(d, "accepted"))
+        return "EMFILE: %.1f%% CPU over 2 s, one log line; accepting again once fds freed" % (
+            share * 100)
+    finally:
+        for c in clients:
+            c.close()
+        d.stop()
+
+
+def t_body_trickle(env):
+    """A request body at 1 byte/s gets 408 once body_timeout_ms is over, not never."""
+    o = Origin(lambda c, data: time.sleep(8))  # waits for the whole body, never answers
+    d = daemon(env, "tg-trickle", extra={"body_timeout_ms": "1000", "body_min_rate": "500"})
+    try:
+        with Client(d.port) as c:
+            c.send(("POST /up HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: 100000\r\n\r\n" % (
+                A, o.port)).encode())
+            t0 = time.monotonic()
+            st = None
+            for _ in range(10):
+                c.send(b"x")
+                r, _, _ = select.select([c.sock], [], [], 1.0)
+                if r:
+                    st = read_status(c)
+                    break
+            dt = time.monotonic() - t0
+        if st != 408 or dt > 3.5:
+            raise AssertionError("a 1 byte/s body: status %s after %.1f s (want 408 within 3.5 s)" % (
+                st, dt))
+        return "408 after %.1f s of 1 byte/s" % dt
+    finally:
+        d.stop()
+        o.close()
+
+
+# ---------------------------------------------------------------- reload, drain
+
+
+def t_reload_rules_keepalive(env):
+    """After SIGHUP, the next request on an open keep-alive connection follows the new rules."""
+    heads = []
+
+    def origin(c, data):
+        while True:
+            heads.append(data)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            data = c.recv(65536)
+            if not data:
+                return
+
+    o = Origin(origin)
+    d = daemon(env, "tg-reload-ka", extra={"header_timeout_ms": "20000"})
+    try:
+        with Client(d.port) as c:
+            get = ("GET /blocked HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (A, o.port)).encode()
+            c.send(get)
+            if read_status(c) != 200:
+                raise AssertionError("first request not 200")
+            c.recv_exact(2, 5.0)
+            with open(d.conf, "a") as f:
+                f.write("\n[rule block]\npath_prefix = /blocked\naction = reject\n")
+            off = d.log_size()
+            d.proc.send_signal(1)
+            if not wait_for(lambda: any("reloaded" in l for l in d.tail(20, off)), 3):
+                raise AssertionError("no reload: %r" % d.tail(5, off))
+            c.send(get)
+            st = read_status(c)
+        if st != 403:
+            raise AssertionError("same connection after SIGHUP: %s, want 403 from the new rule; "
+                                 "log: %r" % (st, d.tail(8, off)))
+        return "request 1: 200; after SIGHUP, request 2 on the same connection: 403"
+    finally:
+        d.stop()
+        o.close()
+
+
+def t_reload_control_kept(env):
+    """A reload whose control socket cannot be opened keeps the old one working (as
+    root: as another user priv.c refuses such a reload before it gets here)."""
+    d = daemon(env, "tg-reload-ctl", extra={"user": "root"})
+    try:
+        with open(d.conf) as f:
+            text = f.read()
+        with open(d.conf, "w") as f:
+            f.write(text.replace("control = %s" % d.ctl_sock, "control = /proc/1/nope/ctl.sock"))
+        off = d.log_size()
+        d.proc.send_signal(1)
+        if not wait_for(lambda: any("keeping control socket" in l for l in d.tail(20, off)), 3):
+            raise AssertionError("no 'keeping control socket' line: %r" % d.tail(5, off))
+        if d.ctl("stats").returncode != 0:
+            raise AssertionError("the old control socket stopped answering")
+        return "old control socket kept and answering"
+    finally:
+        d.stop()
+
+
+def t_drain(env):
+    """SIGTERM: idle keep-alive connections close at once, a request that arrives gets
+    503 with Connection: close, SIGHUP meanwhile reopens nothing, a tunnel goes on."""
+    srv = env.servers["echo"]
+    heads = []
+    o = Origin(recording_origin(heads))
+    d = daemon(env, "tg-drain", extra={"drain_timeout_ms": "5000", "header_timeout_ms": "20000"})
+    conns = []
+    try:
+        idle = Client(d.port)
+        conns.append(idle)
+        idle.send(("GET /a HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (A, o.port)).encode())
+        if read_status(idle) != 200:
+            raise AssertionError("first request not 200")
+        idle.recv_exact(2, 5.0)
+        part = Client(d.port)
+        conns.append(part)
+        part.send(b"GET /b HTTP/1.1\r\n")
+        tun = Client(d.port)
+        conns.append(tun)
+        tun.tunnel(A, srv.port)
+        off = d.log_size()
+        d.proc.send_signal(15)
+        time.sleep(0.3)
+        idle.sock.settimeout(1.0)
+        if idle.sock.recv(1) != b"":
+            raise AssertionError("idle keep-alive connection not closed by the drain")
+        part.send(("Host: %s:%d\r\n\r\n" % (A, o.port)).encode())
+        r = part.read_head(3.0)
+        if r.status != 503 or r.headers.get("connection") != "close":
+            raise AssertionError("request during the drain: %r %r, want 503 and close" % (r, r.headers))
+        d.proc.send_signal(1)
+        if not wait_for(lambda: any("nothing reloaded" in l for l in d.tail(20, off)), 2):
+            raise AssertionError("SIGHUP during the drain: no 'nothing reloaded' line")
+        tun.send(b"still")
+        if tun.recv_exact(5, 3.0) != b"still":
+            raise AssertionError("the tunnel stopped during the drain")
+        return "idle closed, 503 + close for a new request, SIGHUP ignored, tunnel alive"
+    finally:
+        for c in conns:
+            c.close()
+        d.stop()
+        o.close()
+
+
 def tests(env):
     return [
         ("loop_plain_and_connect_to_self_508", lambda: t_loop_plain_self(env)),
@@ -422,6 +726,15 @@ def tests(env):
         ("no_spin_sockmap", lambda: t_no_spin(env, "sockmap")),
         ("no_spin_hup_while_client_full", lambda: t_hup_while_client_full(env)),
         ("retry_resends_head_and_early_bytes_once", lambda: t_retry_resends_exactly(env)),
+        ("origin_gets_no_proxy_auth_xff_replace", lambda: t_headers_to_origin(env)),
+        ("http_ports_and_connect_port_spelling", lambda: t_ports(env)),
+        ("max_connections_pauses_accept", lambda: t_max_connections(env)),
+        ("max_connections_per_client_503", lambda: t_per_client(env)),
+        ("out_of_fds_no_busy_loop", lambda: t_out_of_fds(env)),
+        ("body_trickle_408", lambda: t_body_trickle(env)),
+        ("reload_new_rules_on_keepalive", lambda: t_reload_rules_keepalive(env)),
+        ("reload_keeps_control_socket", lambda: t_reload_control_kept(env)),
+        ("drain_idle_closed_new_503_sighup_ignored", lambda: t_drain(env)),
     ]
 
 
