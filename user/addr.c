@@ -116,3 +116,22 @@ char *sockaddr_fmt(const struct sockaddr_any *a, char *buf, size_t len)
 		snprintf(buf, len, "?");
 	return buf;
 }
+
+bool addr_from_literal(const char *host, unsigned port, struct sockaddr_any *out)
+{
+	memset(out, 0, sizeof(*out));
+	/* inet_aton(): every IPv4 spelling the rules canonicalise (127.1, 0x7f.1) too. */
+	if (inet_aton(host, &out->in.sin_addr)) {
+		out->in.sin_family = AF_INET;
+		out->in.sin_port = htons(port);
+		out->len = sizeof(out->in);
+		return true;
+	}
+	if (inet_pton(AF_INET6, host, &out->in6.sin6_addr) == 1) {
+		out->in6.sin6_family = AF_INET6;
+		out->in6.sin6_port = htons(port);
+		out->len = sizeof(out->in6);
+		return true;
+	}
+	return false;
+}

@@ -46,4 +46,10 @@ int parse_ull(const char *s, unsigned long long *out);
 /* A port, 1..65535, in parse_ull() syntax. Returns 0 or -EINVAL. */
 int parse_port(const char *s, unsigned *port);
 
+/*
+ * @host as an address with @port, if it is an IP literal: IPv4 in any inet_aton()
+ * spelling, or IPv6 (without brackets). False, with @out zeroed, for a name.
+ */
+bool addr_from_literal(const char *host, unsigned port, struct sockaddr_any *out);
+
 #endif

@@ -398,6 +398,8 @@ void config_free(struct config *cfg)
 		free(r->method);
 		free(r->client_in);
 		free(r->client_not_in);
+		free(r->dest_in);
+		free(r->dest_not_in);
 	}
 	free(cfg->rules);
 	free(cfg->path);

@@ -69,6 +69,11 @@ struct rule {
 	unsigned nclient_in;
 	struct cidr *client_not_in;
 	unsigned nclient_not_in;
+	/* The target's address (resolved before the rules run when a rule has these). */
+	struct cidr *dest_in;
+	unsigned ndest_in;
+	struct cidr *dest_not_in;
+	unsigned ndest_not_in;
 	/* Action. */
 	enum rule_action action;
 	int pool;                /* index into config.pools for ACT_POOL */
@@ -116,6 +121,7 @@ struct config {
 	unsigned npools;
 	struct rule *rules;      /* in file order */
 	unsigned nrules;
+	bool rules_need_dest;    /* some rule has dest_in or dest_not_in */
 	int default_pool;        /* index into pools, from [route] default */
 	unsigned refs;           /* owned by the daemon: connections still using this config */
 };

@@ -489,6 +489,22 @@ static int set_client_not_in(struct parser *ps, const struct key_def *k, const c
 	return parse_cidr_list(ps, k, v, &r->client_not_in, &r->nclient_not_in);
 }
 
+static int set_dest_in(struct parser *ps, const struct key_def *k, const char *v)
+{
+	struct rule *r = cur_rule(ps);
+
+	ps->cfg->rules_need_dest = true;
+	return parse_cidr_list(ps, k, v, &r->dest_in, &r->ndest_in);
+}
+
+static int set_dest_not_in(struct parser *ps, const struct key_def *k, const char *v)
+{
+	struct rule *r = cur_rule(ps);
+
+	ps->cfg->rules_need_dest = true;
+	return parse_cidr_list(ps, k, v, &r->dest_not_in, &r->ndest_not_in);
+}
+
 static int set_action(struct parser *ps, const struct key_def *k, const char *v)
 {
 	struct rule *r = cur_rule(ps);
@@ -575,6 +591,8 @@ static const struct key_def rule_keys[] = {
 	{ .name = "method", .set = set_method },
 	{ .name = "client_in", .set = set_client_in },
 	{ .name = "client_not_in", .set = set_client_not_in },
+	{ .name = "dest_in", .set = set_dest_in },
+	{ .name = "dest_not_in", .set = set_dest_not_in },
 	{ .name = "action", .set = set_action },
 };
 

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "ev.h"
 #include "http.h"
+#include "rules.h"
 
 /* A body being relayed stops being read while this much waits for the peer. */
 #define CONN_OBUF_HIGH (256 * 1024)
@@ -27,6 +28,9 @@ struct tunnel;
  */
 enum conn_state {
 	CS_REQ_HEAD,             /* request.c: reading the client's request head */
+	CS_LOOKUP,               /* passing: rules need the target's address, upstream.c
+				  * resolves it (in CS_DIAL) and leaves in CS_RULES */
+	CS_RULES,                /* passing: the address is known, request.c runs the rules */
 	CS_ROUTE,                /* passing: routed to c->pool, upstream.c picks and dials */
 	CS_DIAL,                 /* upstream.c: resolving the target, or connecting */
 	CS_CONNECTED,            /* passing: connected, http_fwd.c sends the request head */
@@ -63,6 +67,7 @@ struct conn {
 	char target[300];        /* "host:port" */
 	char thost[256];
 	unsigned tport;
+	struct rule_input rin;   /* what the rules see; its strings point into cbuf */
 
 	/* Upstream. */
 	struct pool *pool;

@@ -216,6 +216,7 @@ void conn_next_request(struct conn *c)
 	c->target[0] = c->uname[0] = '\0';
 	c->status = 0;
 	c->pool = NULL;
+	c->uaddr_set = false;
 	c->attempts = 0;
 	c->ulen = 0;
 	c->upstream_eof = false;

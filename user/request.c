@@ -9,6 +9,21 @@
 #include "rules.h"
 
 /* Pick the pool for a request by the rules. */
+static void route(struct conn *c, const struct rule_input *in);
+
+void request_route(struct conn *c)
+{
+	if (c->cfg->rules_need_dest && !c->rin.dest) {
+		if (!c->uaddr_set && !addr_from_literal(c->thost, c->tport, &c->uaddr)) {
+			c->state = CS_LOOKUP; /* a name: its address first */
+			return;
+		}
+		c->uaddr_set = true; /* the dial uses the address the rules saw */
+		c->rin.dest = &c->uaddr;
+	}
+	route(c, &c->rin);
+}
+
 static void route(struct conn *c, const struct rule_input *in)
 {
 	struct config *cfg = c->cfg;
@@ -68,7 +83,8 @@ static void handle_connect(struct conn *c)
 	}
 	in.host = c->thost;
 	in.host_len = strlen(c->thost);
-	route(c, &in);
+	c->rin = in;
+	request_route(c);
 }
 
 /*
@@ -141,7 +157,8 @@ static void handle_http(struct conn *c)
 	in.host_len = strlen(c->thost);
 	in.path = c->fwd_path_len ? path : "/";
 	in.path_len = c->fwd_path_len ? c->fwd_path_len : 1;
-	route(c, &in);
+	c->rin = in;
+	request_route(c);
 }
 
 void request_parse(struct conn *c)

@@ -13,5 +13,10 @@
 void request_read(struct conn *c);
 /* Parse what cbuf holds (after a read, or left over from the previous request). */
 void request_parse(struct conn *c);
+/*
+ * Apply the rules to c->rin (CS_RULES comes back here once the target's address is
+ * known): CS_ROUTE, CS_REPLY, or CS_LOOKUP when a rule needs that address first.
+ */
+void request_route(struct conn *c);
 
 #endif

@@ -371,6 +371,10 @@ static int rule_holds(const struct rule *r, struct canon *cn)
 	if (r->nclient_not_in &&
 	    (!in->client || in_any(r->client_not_in, r->nclient_not_in, in->client)))
 		return 0;
+	if (r->ndest_in && (!in->dest || !in_any(r->dest_in, r->ndest_in, in->dest)))
+		return 0;
+	if (r->ndest_not_in && (!in->dest || in_any(r->dest_not_in, r->ndest_not_in, in->dest)))
+		return 0;
 	if (!r->path_prefix)
 		return 1;
 	n = canon_path(cn);

@@ -14,6 +14,7 @@ struct rule_input {
 	const char *path;        /* raw path (origin-form or absolute-form's path); NULL for CONNECT */
 	size_t path_len;
 	const struct sockaddr_any *client;
+	const struct sockaddr_any *dest; /* the target's address; NULL if not known */
 };
 
 /*

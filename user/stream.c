@@ -71,6 +71,12 @@ static void stream_advance(struct conn *c)
 		enum conn_state s = c->state;
 
 		switch (s) {
+		case CS_LOOKUP:
+			upstream_lookup(c);
+			break;
+		case CS_RULES:
+			request_route(c);
+			break;
 		case CS_ROUTE:
 			upstream_route(c);
 			break;

@@ -50,20 +50,7 @@ void upstream_failed(struct conn *c, int err)
 /* The target of a direct pool as an address, if it is an IP literal. */
 static bool literal_target(struct conn *c, struct sockaddr_any *out)
 {
-	memset(out, 0, sizeof(*out));
-	if (inet_pton(AF_INET, c->thost, &out->in.sin_addr) == 1) {
-		out->in.sin_family = AF_INET;
-		out->in.sin_port = htons(c->tport);
-		out->len = sizeof(out->in);
-		return true;
-	}
-	if (inet_pton(AF_INET6, c->thost, &out->in6.sin6_addr) == 1) {
-		out->in6.sin6_family = AF_INET6;
-		out->in6.sin6_port = htons(c->tport);
-		out->len = sizeof(out->in6);
-		return true;
-	}
-	return false;
+	return addr_from_literal(c->thost, c->tport, out);
 }
 
 /* The request would come back to this gateway: refuse it before a socket is made. */
@@ -108,7 +95,17 @@ void upstream_resolved(struct conn *c, const struct resolve_req *req)
 	}
 	c->uaddr = req->addr;
 	c->uaddr_set = true;
+	/* Looked up for the rules (dest_in): they run first, then the routing. */
+	if (!c->pool) {
+		c->state = CS_RULES;
+		return;
+	}
 	dial(c);
+}
+
+void upstream_lookup(struct conn *c)
+{
+	resolve_async(c);
 }
 
 /* Start a non-blocking connect to the chosen server or the target. */

@@ -16,6 +16,11 @@ struct resolve_req;
 void upstream_route(struct conn *c);
 /* CS_DIAL: the upstream socket reported @events. */
 void upstream_event(struct conn *c, uint32_t events);
+/*
+ * CS_LOOKUP: resolve the target before the rules run (a rule has dest_in or
+ * dest_not_in); the answer leaves in CS_RULES with c->uaddr set.
+ */
+void upstream_lookup(struct conn *c);
 /* The name look-up @req of @c was answered. */
 void upstream_resolved(struct conn *c, const struct resolve_req *req);
 /* The upstream failed with -errno @err before it answered: retry once, or 502. */

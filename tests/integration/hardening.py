@@ -715,6 +715,34 @@ def t_drain(env):
         o.close()
 
 
+def t_dest_in(env):
+    """dest_in matches the target's address, whatever name or spelling points at it:
+    a name resolved for the rules (DNS stub on loopback), 127.1, or a literal; the
+    address the rules saw is the one dialled. A target outside passes."""
+    from dnsstub import DnsStub
+    stub = DnsStub({"inside.test": "127.0.0.1", "outside.test": "127.0.0.2"})
+    srv = env.servers["echo"]  # listens on 127.0.0.1 and 127.0.0.2
+    rules = [("no-loopback", ["dest_in = 127.0.0.1/32", "action = reject"])]
+    d = peers.Daemon(env.tmp, "tg-dest", "auto", [("direct", ["direct = yes"])], rules,
+                     extra={"resolver": "127.0.0.1:%d" % stub.port})
+    try:
+        for target in ("inside.test", "127.1", "127.0.0.1", "[::ffff:127.0.0.1]"):
+            with Client(d.port) as c:
+                c.send(("CONNECT %s:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (target, srv.port)).encode())
+                st = read_status(c)
+            if st != 403:
+                raise AssertionError("CONNECT %s (127.0.0.1) answered %s, want 403 by dest_in" % (
+                    target, st))
+        with Client(d.port) as c:
+            c.tunnel("outside.test", srv.port)
+            c.send(b"ping")
+            if c.recv_exact(4, 5.0) != b"ping":
+                raise AssertionError("no echo through outside.test")
+        return "a name, 127.1, the literal and the mapped form of 127.0.0.1: 403; outside.test works"
+    finally:
+        d.stop()
+
+
 def tests(env):
     return [
         ("loop_plain_and_connect_to_self_508", lambda: t_loop_plain_self(env)),
@@ -735,6 +763,7 @@ def tests(env):
         ("reload_new_rules_on_keepalive", lambda: t_reload_rules_keepalive(env)),
         ("reload_keeps_control_socket", lambda: t_reload_control_kept(env)),
         ("drain_idle_closed_new_503_sighup_ignored", lambda: t_drain(env)),
+        ("dest_in_matches_resolved_address", lambda: t_dest_in(env)),
     ]
 
 

@@ -496,6 +496,40 @@ static int rules_teardown(void **state)
 	return 0;
 }
 
+/* dest_in / dest_not_in: the target's address; unknown (NULL) matches neither. */
+static void test_rules_dest(void **state)
+{
+	struct cidr loop, ten;
+	struct rule r[2] = { { .name = "no-internal", .dest_in = &ten, .ndest_in = 1,
+			       .action = ACT_REJECT },
+			     { .name = "only-loop", .dest_not_in = &loop, .ndest_not_in = 1,
+			       .action = ACT_POOL, .pool = 1 } };
+	struct config cfg = { .rules = r, .nrules = 2, .rules_need_dest = true };
+	struct sockaddr_any a10 = addr("10.1.2.3"), a127 = addr("127.0.0.1"),
+			    a8 = addr("8.8.8.8"), m10 = addr("::ffff:10.9.9.9");
+	struct rule_input in = { .method = "CONNECT", .method_len = 7, .host = "h", .host_len = 1 };
+	const struct rule *got;
+
+	(void)state;
+	cidr_parse("127.0.0.0/8", &loop);
+	cidr_parse("10.0.0.0/8", &ten);
+	in.dest = &a10;
+	assert_int_equal(rules_match(&cfg, &in, &got), 0);
+	assert_ptr_equal(got, &r[0]);
+	in.dest = &m10; /* the IPv4-mapped spelling is the same address */
+	assert_int_equal(rules_match(&cfg, &in, &got), 0);
+	assert_ptr_equal(got, &r[0]);
+	in.dest = &a8;
+	assert_int_equal(rules_match(&cfg, &in, &got), 0);
+	assert_ptr_equal(got, &r[1]);
+	in.dest = &a127;
+	assert_int_equal(rules_match(&cfg, &in, &got), 0);
+	assert_null(got);
+	in.dest = NULL;
+	assert_int_equal(rules_match(&cfg, &in, &got), 0);
+	assert_null(got);
+}
+
 static void test_rules_match(void **state)
 {
 	static const struct {
@@ -733,6 +767,7 @@ int main(void)
 		cmocka_unit_test(test_host_canonical),
 		cmocka_unit_test(test_cidr_parse),
 		cmocka_unit_test(test_cidr_contains),
+		cmocka_unit_test(test_rules_dest),
 		cmocka_unit_test_setup_teardown(test_rules_match, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_rules_spellings, rules_setup, rules_teardown),
 		cmocka_unit_test_setup_teardown(test_rules_bad_path, rules_setup, rules_teardown),
