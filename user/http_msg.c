@@ -46,25 +46,6 @@ static ssize_t out_done(struct out *o)
 	return o->short_ ? -ENOSPC : (ssize_t)o->len;
 }
 
-ssize_t http_build_connect(const struct http_head *h, const char *buf, const char *extra,
-			   char *out, size_t outlen)
-{
-	struct out o = { .p = out, .cap = outlen };
-	unsigned i;
-
-	put_str(&o, "CONNECT ");
-	put_span(&o, buf, h->target);
-	put_str(&o, " HTTP/1.1\r\n");
-	for (i = 0; i < h->nfields; i++) {
-		if (!http_field_is_hop_by_hop(h, buf, i))
-			put_field(&o, buf, &h->fields[i]);
-	}
-	if (extra)
-		put_str(&o, extra);
-	put(&o, "\r\n", 2);
-	return out_done(&o);
-}
-
 /* True if the field name @name is one of the NULL-terminated @names. */
 static bool name_in(const char *buf, struct http_span name, const char *const *names)
 {
@@ -72,6 +53,33 @@ static bool name_in(const char *buf, struct http_span name, const char *const *n
 		if (http_span_ieq(buf, name, *names))
 			return true;
 	return false;
+}
+
+/* A request's end-to-end fields but those in @drop, then @extra and the empty line. */
+static ssize_t put_rest(struct out *o, const struct http_head *h, const char *buf,
+			const char *const *drop, const char *extra)
+{
+	for (unsigned i = 0; i < h->nfields; i++) {
+		if (drop && name_in(buf, h->fields[i].name, drop))
+			continue;
+		if (!http_field_is_hop_by_hop(h, buf, i))
+			put_field(o, buf, &h->fields[i]);
+	}
+	if (extra)
+		put_str(o, extra);
+	put(o, "\r\n", 2);
+	return out_done(o);
+}
+
+ssize_t http_build_connect(const struct http_head *h, const char *buf, const char *extra,
+			   char *out, size_t outlen)
+{
+	struct out o = { .p = out, .cap = outlen };
+
+	put_str(&o, "CONNECT ");
+	put_span(&o, buf, h->target);
+	put_str(&o, " HTTP/1.1\r\n");
+	return put_rest(&o, h, buf, NULL, extra);
 }
 
 ssize_t http_build_request(const struct http_head *h, const char *buf, const char *target,
@@ -84,16 +92,7 @@ ssize_t http_build_request(const struct http_head *h, const char *buf, const cha
 	put(&o, " ", 1);
 	put(&o, target, target_len);
 	put_str(&o, " HTTP/1.1\r\n");
-	for (unsigned i = 0; i < h->nfields; i++) {
-		if (drop && name_in(buf, h->fields[i].name, drop))
-			continue;
-		if (!http_field_is_hop_by_hop(h, buf, i))
-			put_field(&o, buf, &h->fields[i]);
-	}
-	if (extra)
-		put_str(&o, extra);
-	put(&o, "\r\n", 2);
-	return out_done(&o);
+	return put_rest(&o, h, buf, drop, extra);
 }
 
 const char *http_reason_phrase(int status)
