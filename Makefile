@@ -12,7 +12,8 @@ LLHTTP_H := /usr/share/include/llhttp
 ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1)
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP -DTG_VERSION='"$(VERSION)"'
 INCLUDES := -I$(OUT) -Iinclude -Iuser -I$(LLHTTP_H)
 LDLIBS   := -lbpf -lelf -lz -linih -lcares -lcap -lseccomp -pthread
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g

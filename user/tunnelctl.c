@@ -19,8 +19,17 @@ static void usage(FILE *f)
 		   "  stats          daemon counters\n"
 		   "  pools          pools and their servers\n"
 		   "  kill ID        close tunnel ID\n"
-		   "  -s SOCKET      control socket (default " DEFAULT_SOCKET ")\n");
+		   "  -s SOCKET      control socket (default " DEFAULT_SOCKET ")\n"
+		   "  -h, --help     this text\n"
+		   "  -V, --version  the version\n");
 }
+
+static const struct option long_opts[] = {
+	{ "socket", required_argument, NULL, 's' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
 
 /* Send @req, read the whole answer into a malloc'd string. */
 static char *ask(const char *path, const char *req)
@@ -145,13 +154,16 @@ int main(int argc, char **argv)
 	int opt, json = 0, rc = 0;
 	const char *cmd;
 
-	while ((opt = getopt(argc, argv, "+s:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "+s:hV", long_opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			sock = optarg;
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("tunnelctl %s\n", TG_VERSION);
 			return 0;
 		default:
 			usage(stderr);

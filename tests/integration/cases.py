@@ -768,6 +768,31 @@ def t_sighup(env, d):
         c.recv_exact(100, 5.0)
 
 
+def t_cli_manners(env):
+    """--help and --version exit 0 on both programs; tunnelgated -t checks a config."""
+    out = []
+    for prog in (peers.DAEMON, peers.CTL):
+        for flag in ("--help", "-h", "--version", "-V"):
+            r = subprocess.run([prog, flag], capture_output=True, timeout=5)
+            if r.returncode != 0 or not r.stdout:
+                raise AssertionError("%s %s exited %d, printed %r %r" % (
+                    os.path.basename(prog), flag, r.returncode, r.stdout[:100], r.stderr[:100]))
+        out.append(r.stdout.decode().strip())
+    d = tempfile.mkdtemp(prefix="tg-t-", dir=env.tmp)
+    good, bad = os.path.join(d, "good.conf"), os.path.join(d, "bad.conf")
+    with open(good, "w") as f:
+        f.write("[gateway]\nlisten = 127.0.0.1:1\n[pool d]\ndirect = yes\n")
+    with open(bad, "w") as f:
+        f.write("[gateway]\nlisten = 127.0.0.1:1\nlisen = 2\n[pool d]\ndirect = yes\n")
+    r = subprocess.run([peers.DAEMON, "-t", "-c", good], capture_output=True, timeout=5)
+    if r.returncode != 0 or b"is valid" not in r.stdout:
+        raise AssertionError("-t on a good config: rc %d, %r %r" % (r.returncode, r.stdout, r.stderr))
+    r = subprocess.run([peers.DAEMON, "-t", "-c", bad], capture_output=True, timeout=5)
+    if r.returncode != 1 or b"bad.conf:3: unknown key 'lisen'" not in r.stderr:
+        raise AssertionError("-t on a bad config: rc %d, %r" % (r.returncode, r.stderr))
+    return "; ".join(out) + "; -t: valid 0, bad 1 naming the line"
+
+
 def pool_active(d, pool):
     """{server: active connections} of @pool, from tunnelctl pools."""
     r = d.ctl("pools")

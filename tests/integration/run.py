@@ -299,6 +299,7 @@ def main():
             runner.run("config/relay_auto_falls_back_to_splice", lambda: cases.t_auto_fallback(env))
             runner.run("config/pause_sockops_falls_back_to_hold", lambda: cases.t_pause_fallback(env))
             runner.run("config/leastconn_counts_survive_sighup", lambda: cases.t_leastconn_reload(env))
+            runner.run("config/cli_help_version_and_check", lambda: cases.t_cli_manners(env))
     finally:
         peers.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
