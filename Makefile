@@ -103,9 +103,9 @@ $(OUT)/tunnelgated: $(DAEMON_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUT)/tunnelctl: $(OUT)/tunnelctl.o
+$(OUT)/tunnelctl: $(OUT)/tunnelctl.o $(OUT)/ctl_maps.o
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(CFLAGS) $^ -o $@
+	$(Q)$(CC) $(CFLAGS) $^ -lbpf -o $@
 
 # Unit tests: each module rebuilt with ASan/UBSan, linked with cmocka.
 $(OUT)/san/%.o: user/%.c | $(OUT)/san

@@ -77,19 +77,24 @@ static int pin_all(struct relay *r, char *why, size_t whylen)
 {
 	char path[PATH_MAX];
 	struct bpf_map *m;
-	int err;
+	int err, stale = 0;
 
 	for (int i = 0; (m = relay_maps(r, i)); i++) {
 		snprintf(path, sizeof(path), "%s/%s", r->pin_dir, bpf_map__name(m));
-		/* A pin left by a daemon that died: ours replaces it. */
-		if (unlink(path) == 0)
-			pr_warn("replaced stale pin %s", path);
+		/*
+		 * A pin left by a daemon that died: ours replaces it. A live one would
+		 * have kept its listeners and control socket, which start-up takes first.
+		 */
+		stale += unlink(path) == 0;
 		err = bpf_map__pin(m, path);
 		if (err) {
 			snprintf(why, whylen, "cannot pin map %s: %s", path, strerror(-err));
 			return err;
 		}
 	}
+	if (stale)
+		pr_warn("bpf_pin_dir %s held %d stale pins of a daemon that is gone: replaced them",
+			r->pin_dir, stale);
 	return 0;
 }
 

@@ -9,6 +9,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "ctl_maps.h"
+
 #define DEFAULT_SOCKET "/run/tunnelgate/control.sock"
 #define MAX_COLS 12
 
@@ -16,6 +18,9 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: tunnelctl [-s SOCKET] COMMAND\n"
 		   "  list [--json]  open tunnels: id, client, upstream, target, relay, bytes, age, idle, copied\n"
+		   "  list [--json] --from-maps [DIR]\n"
+		   "                 the kernel relay's tunnels read from the maps pinned in DIR\n"
+		   "                 (default " CTL_DEFAULT_PIN_DIR "), for a daemon that does not answer\n"
 		   "  stats          daemon counters\n"
 		   "  pools          pools and their servers\n"
 		   "  kill ID        close tunnel ID\n"
@@ -147,6 +152,26 @@ static void print_list(char *answer, int json)
 		printf("%s]\n", first ? "" : "\n");
 }
 
+/* list [--json] --from-maps [DIR]: the pinned maps, for a daemon that does not answer. */
+static int list_from_maps(int argc, char **argv, int i, int json)
+{
+	const char *dir = i < argc ? argv[i++] : CTL_DEFAULT_PIN_DIR;
+	char why[600], *answer;
+
+	if (i != argc) {
+		usage(stderr);
+		return 2;
+	}
+	answer = ctl_maps_list(dir, why, sizeof(why));
+	if (!answer) {
+		fprintf(stderr, "tunnelctl: %s\n", why);
+		return 1;
+	}
+	print_list(answer, json);
+	free(answer);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *sock = DEFAULT_SOCKET;
@@ -180,6 +205,8 @@ int main(int argc, char **argv)
 			json = 1;
 			optind++;
 		}
+		if (optind < argc && !strcmp(argv[optind], "--from-maps"))
+			return list_from_maps(argc, argv, optind + 1, json);
 		snprintf(req, sizeof(req), "list\n");
 	} else if (!strcmp(cmd, "stats") || !strcmp(cmd, "pools")) {
 		snprintf(req, sizeof(req), "%s\n", cmd);

@@ -12,9 +12,11 @@ that silently falls back to the direct pool cannot pass.
 """
 
 import hashlib
+import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -791,6 +793,52 @@ def t_cli_manners(env):
     if r.returncode != 1 or b"bad.conf:3: unknown key 'lisen'" not in r.stderr:
         raise AssertionError("-t on a bad config: rc %d, %r" % (r.returncode, r.stderr))
     return "; ".join(out) + "; -t: valid 0, bad 1 naming the line"
+
+
+def t_crash_recovery(env):
+    """A daemon killed with its clean-up helper leaves its pins: tunnelctl list
+    --from-maps still reads the tunnels from them, and the next daemon on the same
+    pin dir and control path replaces them and says so."""
+    srv = env.servers["echo"]
+    pools = [("direct", ["direct = yes"])]
+    d = peers.Daemon(env.tmp, "tg-crash", "sockmap", pools)
+    pin, ctl = d.pin_dir, d.ctl_sock
+    d2 = None
+    try:
+        with Client(d.port) as c:
+            c.tunnel(A_DIRECT, srv.port)
+            c.send(b"x" * 1000)
+            c.recv_exact(1000, 5.0)
+            via_sock = d.list_tunnels()
+            r = subprocess.run([peers.CTL, "list", "--json", "--from-maps", pin],
+                               capture_output=True, timeout=5)
+            from_maps = json.loads(r.stdout or b"null")
+            if r.returncode or len(from_maps or []) != 1 or len(via_sock) != 1:
+                raise AssertionError("list --from-maps: rc %d %r; via the socket %r" % (
+                    r.returncode, r.stdout[:300], via_sock))
+            m, s_ = from_maps[0], via_sock[0]
+            for k in ("id", "client", "bytes_up", "bytes_down"):
+                if m[k] != s_[k]:
+                    raise AssertionError("--from-maps %s %r, the daemon says %r" % (k, m[k], s_[k]))
+            os.killpg(d.pid, signal.SIGKILL)  # the daemon and its clean-up helper
+            d.proc.p.wait(5)
+        if not os.path.exists(os.path.join(pin, "tunnels")):
+            raise AssertionError("pins gone after SIGKILL: nothing to recover from")
+        d2 = peers.Daemon(env.tmp, "tg-crash2", "sockmap", pools,
+                          extra={"bpf_pin_dir": pin, "control": ctl})
+        d2.pin_dir = pin
+        said = [l for l in d2.tail(40) if "stale" in l]
+        if not said:
+            raise AssertionError("the new daemon did not say it replaced stale pins: %r" % d2.tail(10))
+        with Client(d2.port) as c:
+            c.tunnel(A_DIRECT, srv.port)
+            c.send(b"y" * 10)
+            c.recv_exact(10, 5.0)
+        return "--from-maps matched the daemon's list; after SIGKILL: %s" % said[0].split(": ", 1)[-1]
+    finally:
+        if d2:
+            d2.stop()
+        d.stop()
 
 
 def pool_active(d, pool):

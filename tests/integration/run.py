@@ -300,6 +300,7 @@ def main():
             runner.run("config/pause_sockops_falls_back_to_hold", lambda: cases.t_pause_fallback(env))
             runner.run("config/leastconn_counts_survive_sighup", lambda: cases.t_leastconn_reload(env))
             runner.run("config/cli_help_version_and_check", lambda: cases.t_cli_manners(env))
+            runner.run("config/crash_recovery_from_maps_and_stale_pins", lambda: cases.t_crash_recovery(env))
     finally:
         peers.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
