@@ -13,7 +13,7 @@ ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 CFLAGS   ?= -O2 -g
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1)
-CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP -DTG_VERSION='"$(VERSION)"'
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -MMD -MP
 INCLUDES := -I$(OUT) -Iinclude -Iuser -I$(LLHTTP_H)
 LDLIBS   := -lbpf -lelf -lz -linih -lcares -lcap -lseccomp -pthread
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
@@ -21,8 +21,9 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 # Every Debian package the Makefile installs, in one place: to build, what the tests
 # (fuzzing included) run against, and what `make bench` adds.
 BUILD_PKGS := clang llvm gcc make pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev \
-	      libcmocka-dev libinih-dev node-llhttp libc-ares-dev libcap-dev libseccomp-dev
-TEST_PKGS  := curl openssl tinyproxy squid haproxy python3 iproute2 iptables procps libclang-rt-14-dev
+	      libcmocka-dev libinih-dev node-llhttp libc-ares-dev libcap-dev libseccomp-dev scdoc
+TEST_PKGS  := curl openssl tinyproxy squid haproxy python3 iproute2 iptables procps libclang-rt-14-dev systemd man-db \
+	      prometheus
 BENCH_PKGS := gnuplot-nox
 
 ifeq ($(V),1)
@@ -37,9 +38,9 @@ endif
 .SECONDARY:
 .PHONY: all binaries deps test-deps bench-deps run test unit unit-run integration callgraph clean
 
-MODULES  := log fsutil addr config_keys config rules pool http cgroup relay resolver ev buf admit http_msg \
+MODULES  := log fsutil addr config_keys config rules pool http cgroup relay resolver ev buf hist admit http_msg access_log \
 	    conn request upstream http_fwd kernel_relay splice_relay tunnel stream listener \
-	    control priv loop
+	    metrics control priv loop
 DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
 	       $(OUT)/llhttp/api.o $(OUT)/llhttp/http.o $(OUT)/llhttp/llhttp.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))
@@ -50,7 +51,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/tes
 all: deps
 	$(Q)$(MAKE) --no-print-directory binaries
 
-binaries: $(OUT)/tunnelgated $(OUT)/tunnelctl
+binaries: $(OUT)/tunnelgated $(OUT)/tunnelctl man
 
 # Install what is missing, once per package set; apt lists are empty on a fresh machine.
 define install_missing
@@ -90,6 +91,13 @@ $(OUT)/%.skel.h: $(OUT)/%.bpf.o
 
 $(OUT)/relay.o: $(OUT)/relay.skel.h
 
+# The version both programs print: rewritten only when it changes, so that a new
+# commit rebuilds the two objects that include it and nothing else.
+$(OUT)/version.h: FORCE | $(OUT)
+	$(Q)v='#define TG_VERSION "$(VERSION)"'; [ "$$(cat $@ 2>/dev/null)" = "$$v" ] || echo "$$v" > $@
+$(OUT)/tunnelgated.o $(OUT)/tunnelctl.o: $(OUT)/version.h
+.PHONY: FORCE
+
 $(OUT)/%.o: user/%.c | $(OUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(INCLUDES) -c $< -o $@
@@ -121,6 +129,7 @@ $(OUT)/tests/test_rules: $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o
 $(OUT)/tests/test_pool: $(OUT)/san/pool.o $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o
 $(OUT)/tests/test_http: $(OUT)/san/http.o $(OUT)/san/http_msg.o $(OUT)/san/log.o $(SAN_LLHTTP)
 $(OUT)/tests/test_admit: $(OUT)/san/admit.o $(OUT)/san/addr.o
+$(OUT)/tests/test_access_log: $(OUT)/san/access_log.o
 $(OUT)/tests/test_kernel_relay: $(OUT)/san/kernel_relay.o $(OUT)/san/ev.o $(OUT)/san/log.o $(OUT)/san/addr.o
 # The relay tests script what the kernel says: these calls go to the test's __wrap_*.
 $(OUT)/tests/test_kernel_relay: WRAP := -Wl,--wrap=relay_read_end -Wl,--wrap=relay_release \
@@ -129,6 +138,10 @@ $(OUT)/tests/test_kernel_relay: WRAP := -Wl,--wrap=relay_read_end -Wl,--wrap=rel
 	-Wl,--wrap=ioctl -Wl,--wrap=getsockopt -Wl,--wrap=shutdown
 $(OUT)/tests/test_splice_relay: $(OUT)/san/splice_relay.o $(OUT)/san/ev.o $(OUT)/san/log.o
 $(OUT)/tests/test_splice_relay: WRAP := -Wl,--wrap=shutdown
+$(OUT)/tests/test_metrics: $(OUT)/san/metrics.o $(OUT)/san/hist.o $(OUT)/san/buf.o $(OUT)/san/ev.o \
+	$(OUT)/san/log.o $(OUT)/san/addr.o
+# The open tunnels' counters come from the test, not from tunnel.c.
+$(OUT)/tests/test_metrics: WRAP := -Wl,--wrap=tunnel_counters
 
 $(OUT)/tests/%: tests/unit/%.c | $(OUT)/tests
 	$(call msg,TEST-CC,$@)
@@ -147,6 +160,7 @@ test: test-deps all
 	$(Q)$(MAKE) --no-print-directory unit-run
 	$(Q)$(MAKE) --no-print-directory callgraph
 	$(Q)$(MAKE) --no-print-directory kernel-test-run
+	$(Q)$(MAKE) --no-print-directory install-check
 	$(Q)$(MAKE) --no-print-directory bench-smoke
 	$(Q)$(MAKE) --no-print-directory fuzz-smoke
 	$(Q)python3 tests/integration/run.py
@@ -167,5 +181,6 @@ callgraph: binaries
 include tools/bench.mk
 include tests/kernel/kernel.mk
 include tests/fuzz/fuzz.mk
+include dist/install.mk
 
 -include $(wildcard $(OUT)/*.d $(OUT)/san/*.d)

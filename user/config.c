@@ -333,6 +333,7 @@ static void set_defaults(struct config *cfg)
 	cfg->relay_sndbuf_bytes = TG_DEFAULT_RELAY_SNDBUF;
 	cfg->relay_rcvbuf_bytes = TG_DEFAULT_RELAY_RCVBUF;
 	strcpy(cfg->access_log, "-");
+	cfg->access_log_json = false;
 	strcpy(cfg->user, "nobody");
 	cfg->seccomp = TG_DEFAULT_SECCOMP;
 	cfg->resolver_timeout_ms = 5000;

@@ -98,6 +98,7 @@ struct config {
 	unsigned relay_sndbuf_bytes; /* pause = sockops: SO_SNDBUF of relay sockets, 0 = kernel's */
 	unsigned relay_rcvbuf_bytes; /* pause = sockops: SO_RCVBUF of relay sockets, 0 = kernel's */
 	char access_log[256];    /* path, or "-" for stderr */
+	bool access_log_json;    /* access_log_format = json: one JSON object per line */
 	char user[64];           /* the account the daemon runs as after start-up; root: stay root */
 	enum seccomp_mode seccomp; /* the syscall allow-list after start-up */
 	/* The client address in forwarded plain HTTP requests: no, added to the client's
@@ -112,6 +113,7 @@ struct config {
 	struct sockaddr_any resolver; /* DNS server for direct targets; len 0: resolv.conf's */
 	unsigned resolver_timeout_ms; /* a look-up's answer or 504 */
 	unsigned resolver_max_queries; /* look-ups in flight; more wait in order */
+	struct sockaddr_any metrics_listen; /* GET /metrics served here (metrics.c); len 0: off */
 	/*
 	 * This gateway's pseudonym in Via, unique per instance so that a chain of two
 	 * gateways is not taken for a loop; default "hostname:port" of the first listen.
@@ -133,7 +135,8 @@ struct config {
  * bpf_pin_dir /sys/fs/bpf/tunnelgate, connect_ports 443, header_timeout_ms 10000,
  * connect_timeout_ms 5000, idle_timeout_ms 0, drain_timeout_ms 30000,
  * max_header_bytes 16384, max_backlog_bytes 4194304 (65536..1073741824), pause sockops,
- * relay_sndbuf_bytes and relay_rcvbuf_bytes TG_DEFAULT_RELAY_SNDBUF/RCVBUF, access_log "-",
+ * relay_sndbuf_bytes and relay_rcvbuf_bytes TG_DEFAULT_RELAY_SNDBUF/RCVBUF, access_log "-"
+ * (access_log_format text),
  * resolver /etc/resolv.conf's servers, resolver_timeout_ms 5000, resolver_max_queries 256,
  * user nobody, seccomp TG_DEFAULT_SECCOMP (yes).
  * At least one listen and one pool are

@@ -89,6 +89,19 @@ static int set_listen(struct parser *ps, const struct key_def *k, const char *v)
 	return 0;
 }
 
+static int set_metrics_listen(struct parser *ps, const struct key_def *k, const char *v)
+{
+	int err = parse_hostport(v, &ps->cfg->metrics_listen);
+
+	(void)k;
+	if (err == -ENOENT)
+		return fail(ps, "metrics_listen '%s': cannot resolve the host name; use an IP address", v);
+	if (err)
+		return fail(ps, "metrics_listen '%s' is not host:port (e.g. 127.0.0.1:9464 or [::1]:9464, port 1-65535)",
+			    v);
+	return 0;
+}
+
 static int set_relay(struct parser *ps, const struct key_def *k, const char *v)
 {
 	static const char *const names[] = { "auto", "sockmap", "splice" };
@@ -112,6 +125,18 @@ static int set_pause(struct parser *ps, const struct key_def *k, const char *v)
 		ps->cfg->pause = PAUSE_HOLD;
 	else
 		return fail(ps, "pause '%s' is not one of sockops, hold", v);
+	return 0;
+}
+
+static int set_access_log_format(struct parser *ps, const struct key_def *k, const char *v)
+{
+	(void)k;
+	if (!strcmp(v, "text"))
+		ps->cfg->access_log_json = false;
+	else if (!strcmp(v, "json"))
+		ps->cfg->access_log_json = true;
+	else
+		return fail(ps, "access_log_format '%s' is not one of text, json", v);
 	return 0;
 }
 
@@ -576,6 +601,9 @@ static const struct key_def gateway_keys[] = {
 	{ NUMBER(max_connections_per_client, 0, 10000000) },
 	{ NUMBER(body_timeout_ms, 1, TIMEOUT_MAX) },
 	{ NUMBER(body_min_rate, 0, 1000000000) },
+	/* Last: the unknown-key message lists the first 256 bytes' worth of keys. */
+	{ .name = "access_log_format", .set = set_access_log_format },
+	{ .name = "metrics_listen", .set = set_metrics_listen },
 };
 
 static const struct key_def pool_keys[] = {

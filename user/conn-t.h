@@ -44,6 +44,23 @@ enum conn_state {
 	CS_CLOSED,               /* closed; freed after the event batch */
 };
 
+/*
+ * Why a logged request or tunnel ended: the access log's `end`. The stages (and
+ * loop.c, control.c) set it with conn_set_end() before they close or log; the first
+ * reason set stands. conn_next_request() clears it.
+ */
+enum conn_end {
+	END_NONE,                /* not set: the line's kind decides (conn_log()) */
+	END_CLIENT_FIN,          /* tunnel: the client sent its FIN first, both ended cleanly */
+	END_UPSTREAM_FIN,        /* tunnel: the upstream sent its FIN first; plain HTTP and
+				  * relayed non-2xx answers: the upstream's response ended */
+	END_RESET,               /* a side reset or its socket failed: RST both ways */
+	END_IDLE_TIMEOUT,        /* idle_timeout_ms */
+	END_KILLED,              /* tunnelctl kill */
+	END_DRAIN,               /* still open when the daemon exited (drain_timeout_ms) */
+	END_ERROR,               /* the gateway gave up: c->end_why, a short reason */
+};
+
 struct conn {
 	struct gateway *gw;
 	struct config *cfg;      /* referenced (cfg->refs) for the connection's life */
@@ -73,6 +90,7 @@ struct conn {
 	struct pool *pool;
 	struct server *server;   /* NULL for a direct pool */
 	int attempts;
+	uint64_t dial_us;        /* when the current attempt's connect() started (now_us()) */
 	int dial_err;            /* CS_DIAL_FAILED: -errno */
 	char uname[64];          /* "ip:port" dialled */
 	struct sockaddr_any uaddr;
@@ -93,6 +111,10 @@ struct conn {
 	uint32_t fwd_path_off, fwd_path_len; /* origin-form path in cbuf, for a direct pool */
 	uint32_t fwd_auth_off, fwd_auth_len; /* absolute-form authority in cbuf, or len 0 */
 	int status;              /* for the access log */
+	char method[24];         /* the request's method, for the access log ("" before one) */
+	const struct rule *rule; /* the rule that decided (in cfg), or NULL */
+	enum conn_end end;
+	const char *end_why;     /* END_ERROR: a short static reason ("no_relay_pipes") */
 	/*
 	 * Bytes past the heads the daemon forwarded for the current request: a plain
 	 * request's and response's bodies, or the tunnel bytes that came with a 2xx to

@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Client connections: creation, the gateway's own replies, the access log, close. */
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <linux/sockios.h>
 #include <linux/tcp.h>
 
+#include "access_log.h"
 #include "admit.h"
 #include "conn.h"
 #include "http_msg.h"
@@ -56,17 +59,67 @@ struct conn *conn_new(struct gateway *gw, int fd, const struct sockaddr_any *a)
 	return c;
 }
 
-void conn_log(struct conn *c, const char *what, const char *relay, uint64_t up, uint64_t down)
+static const char *const end_names[] = {
+	[END_CLIENT_FIN] = "client_fin",
+	[END_UPSTREAM_FIN] = "upstream_fin",
+	[END_RESET] = "reset",
+	[END_IDLE_TIMEOUT] = "idle_timeout",
+	[END_KILLED] = "killed",
+	[END_DRAIN] = "drain",
+};
+
+/*
+ * The line's `end`: c->end, or when none was set, a gateway reply's status in words
+ * ("error:forbidden") and "error:closed" for anything else.
+ */
+static const char *end_name(const struct conn *c, bool tunnel, char *buf, size_t len)
+{
+	const char *p;
+	size_t o;
+
+	if (c->end == END_ERROR) {
+		snprintf(buf, len, "error:%s", c->end_why ? c->end_why : "unknown");
+		return buf;
+	}
+	if (c->end != END_NONE)
+		return end_names[c->end];
+	if (tunnel || !c->status)
+		return "error:closed";
+	o = snprintf(buf, len, "error:");
+	for (p = http_reason_phrase(c->status); *p && o + 1 < len; p++)
+		buf[o++] = *p == ' ' || *p == '-' ? '_' : tolower((unsigned char)*p);
+	buf[o] = '\0';
+	return buf;
+}
+
+void conn_set_end(struct conn *c, enum conn_end end, const char *why)
+{
+	if (c->end != END_NONE)
+		return;
+	c->end = end;
+	c->end_why = why;
+}
+
+void conn_log(struct conn *c, const char *what, const char *relay, const struct conn_bytes *b)
 {
 	FILE *f = c->gw->access_log;
+	char line[ACCESS_LINE_MAX], end[64];
+	struct access_rec r = {
+		.what = what, .client = c->cname, .method = c->method[0] ? c->method : NULL,
+		.connect = !strcmp(c->method, "CONNECT"), .target = c->target[0] ? c->target : NULL,
+		.rule = c->rule ? c->rule->name : NULL, .pool = c->pool ? c->pool->name : NULL,
+		.upstream = c->uname[0] ? c->uname : NULL, .relay = relay, .status = c->status,
+		.up = b->up, .down = b->down, .copied_up = b->copied_up,
+		.copied_down = b->copied_down, .duration_ms = now_ms() - c->start_ms,
+	};
+	size_t n;
 
 	if (!f)
 		return;
-	fprintf(f, "access client=%s target=%s upstream=%s status=%d relay=%s up=%llu down=%llu ms=%llu %s\n",
-		c->cname, c->target[0] ? c->target : "-",
-		c->uname[0] ? c->uname : "-", c->status, relay,
-		(unsigned long long)up, (unsigned long long)down,
-		(unsigned long long)(now_ms() - c->start_ms), what);
+	r.end = end_name(c, relay != NULL, end, sizeof(end));
+	clock_gettime(CLOCK_REALTIME, &r.when);
+	n = access_log_format(line, sizeof(line), c->gw->cfg->access_log_json, &r);
+	fwrite(line, 1, n, f);
 	fflush(f);
 }
 
@@ -171,10 +224,11 @@ void conn_reply(struct conn *c, int status, bool keep, const char *fmt, ...)
 		conn_close(c, "out of memory");
 		return;
 	}
+	conn_answered(c, status);
 	c->close_after_reply = !keep;
 	c->state = CS_REPLY;
 	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
-	conn_log(c, "reply", "-", c->body_up, c->body_down);
+	conn_log(c, "reply", NULL, &(struct conn_bytes){ .up = c->body_up, .down = c->body_down });
 }
 
 int conn_take_config(struct conn *c)
@@ -215,6 +269,10 @@ void conn_next_request(struct conn *c)
 	c->req_len = 0;
 	c->target[0] = c->uname[0] = '\0';
 	c->status = 0;
+	c->method[0] = '\0';
+	c->rule = NULL;
+	c->end = END_NONE;
+	c->end_why = NULL;
 	c->pool = NULL;
 	c->uaddr_set = false;
 	c->attempts = 0;
@@ -227,4 +285,84 @@ void conn_next_request(struct conn *c)
 	c->start_ms = now_ms();
 	c->deadline_ms = c->start_ms + c->cfg->header_timeout_ms;
 	http_head_init(c->req, true, c->cfg->max_header_bytes);
+}
+
+/* The method label of the request on @c (enum req_method). */
+static enum req_method req_method(const struct conn *c)
+{
+	if (!c->req || !c->req->complete)
+		return RM_OTHER; /* no head parsed: its method is not known */
+	switch (c->req->method) {
+	case HTTP_CONNECT:
+		return RM_CONNECT;
+	case HTTP_GET:
+		return RM_GET;
+	case HTTP_POST:
+		return RM_POST;
+	case HTTP_HEAD:
+		return RM_HEAD;
+	case HTTP_PUT:
+		return RM_PUT;
+	case HTTP_DELETE:
+		return RM_DELETE;
+	case HTTP_OPTIONS:
+		return RM_OPTIONS;
+	case HTTP_PATCH:
+		return RM_PATCH;
+	default:
+		return RM_OTHER;
+	}
+}
+
+void conn_answered(struct conn *c, int status)
+{
+	unsigned slot = ANSWER_CODES - 1;
+
+	if (status >= ANSWER_CODE_MIN && status < ANSWER_CODE_MIN + ANSWER_CODES - 1)
+		slot = status - ANSWER_CODE_MIN;
+	c->gw->stats.answers[req_method(c)][slot]++;
+}
+
+enum upstream_err upstream_err_of(int err)
+{
+	switch (-err) {
+	case ECONNREFUSED:
+		return UE_REFUSED;
+	case ETIMEDOUT:
+		return UE_TIMEOUT;
+	case ECONNRESET:
+	case ECONNABORTED:
+	case EPIPE:
+		return UE_RESET;
+	default:
+		return UE_UNREACHABLE;
+	}
+}
+
+/* The counters of @pool and @server; past UPSTREAM_ERR_PAIRS pairs, the shared "other". */
+static struct upstream_errs *uerr_find(struct req_stats *s, const char *pool, const char *server)
+{
+	struct upstream_errs *e;
+
+	for (unsigned i = 0; i < s->nuerr; i++) {
+		e = &s->uerr[i];
+		if (!strcmp(e->pool, pool) && !strcmp(e->server, server))
+			return e;
+	}
+	if (s->nuerr == UPSTREAM_ERR_PAIRS)
+		return &s->uerr[UPSTREAM_ERR_PAIRS - 1];
+	e = &s->uerr[s->nuerr++];
+	if (s->nuerr == UPSTREAM_ERR_PAIRS)
+		pool = server = "other";
+	snprintf(e->pool, sizeof(e->pool), "%s", pool);
+	snprintf(e->server, sizeof(e->server), "%s", server);
+	return e;
+}
+
+void conn_upstream_error(struct conn *c, enum upstream_err kind)
+{
+	struct upstream_errs *e = uerr_find(&c->gw->stats, c->pool ? c->pool->name : "-",
+					    c->server ? c->server->name : "-");
+
+	e->n[kind]++;
 }

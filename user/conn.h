@@ -48,7 +48,33 @@ int conn_take_config(struct conn *c);
  */
 bool conn_sent_past_head(struct conn *c);
 
-/* One access log line: @relay is a relay_kind name or "-", @up/@down its bytes. */
-void conn_log(struct conn *c, const char *what, const char *relay, uint64_t up, uint64_t down);
+/* Bytes of a logged request or tunnel: all each way, and of those the daemon copied. */
+struct conn_bytes {
+	uint64_t up, down, copied_up, copied_down;
+};
+
+/*
+ * One access log line, in the format access_log_format asks: @what names it in the
+ * text format (reply, http, refused, tunnel closed), @relay is a relay_kind name or
+ * NULL. Its `end` is c->end; unset, a gateway reply's is error:<its status in words>.
+ */
+void conn_log(struct conn *c, const char *what, const char *relay, const struct conn_bytes *b);
+
+/*
+ * Record why @c's request or tunnel ends (@why: END_ERROR's short reason, a static
+ * string), unless a reason is already set: the first cause stands.
+ */
+void conn_set_end(struct conn *c, enum conn_end end, const char *why);
+
+/*
+ * Count the answer @status to @c's request, made by the gateway or relayed, by its
+ * method and status (tunnelgate_requests_total). Once per request: the final answer.
+ */
+void conn_answered(struct conn *c, int status);
+
+/* The kind of upstream error a failed connect(), send() or recv() with -errno @err is. */
+enum upstream_err upstream_err_of(int err);
+/* Count an upstream error of @kind against @c's pool and server (or "-" for none). */
+void conn_upstream_error(struct conn *c, enum upstream_err kind);
 
 #endif

@@ -21,6 +21,7 @@
 #include "control.h"
 #include "fsutil.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "relay.h"
 #include "tunnel.h"
@@ -167,6 +168,62 @@ static void relay_bytes(struct gateway *gw, uint64_t *kernel, uint64_t *copied)
 	}
 }
 
+/* A histogram as /metrics has it: cumulative buckets by upper bound in seconds, sum, count. */
+static void stats_hist(struct ctl_client *cc, const char *name, const struct hist *h,
+		       const struct hist_spec *s)
+{
+	uint64_t below = 0;
+	char le[24];
+
+	for (unsigned i = 0; i < s->n; i++) {
+		below += h->bucket[i];
+		mtext_seconds(le, sizeof(le), s->le_us[i]);
+		out(cc, "%s_bucket\t%s\t%" PRIu64 "\n", name, le, below);
+	}
+	out(cc, "%s_bucket\t+Inf\t%" PRIu64 "\n", name, h->count);
+	mtext_seconds(le, sizeof(le), h->sum_us);
+	out(cc, "%s_sum\t%s\n", name, le);
+	out(cc, "%s_count\t%" PRIu64 "\n", name, h->count);
+}
+
+/* The numbers of /metrics the lines before them lack (README.md, Metrics). */
+static void stats_metrics(struct gateway *gw, struct ctl_client *cc)
+{
+	const struct req_stats *s = &gw->stats;
+	struct metrics_snap m;
+	char code[8];
+
+	metrics_snapshot(gw, &m);
+	out(cc, "tunnels_open_sockmap\t%u\n", m.open_sockmap);
+	out(cc, "tunnels_open_splice\t%u\n", m.open_splice);
+	for (int d = 0; d < 2; d++) {
+		const char *dir = d == TG_DIR_UP ? "up" : "down";
+
+		out(cc, "tunnel_bytes_%s_kernel\t%" PRIu64 "\n", dir, m.paths.kernel[d]);
+		out(cc, "tunnel_bytes_%s_copied\t%" PRIu64 "\n", dir, m.paths.copied[d]);
+		out(cc, "tunnel_bytes_%s_splice\t%" PRIu64 "\n", dir, m.paths.spliced[d]);
+	}
+	for (unsigned i = 0; i < RM_COUNT; i++) {
+		for (unsigned j = 0; j < ANSWER_CODES; j++) {
+			if (!s->answers[i][j])
+				continue;
+			metrics_code_name(j, code, sizeof(code));
+			out(cc, "answers\t%s\t%s\t%" PRIu64 "\n", metrics_method_names[i], code,
+			    s->answers[i][j]);
+		}
+	}
+	for (unsigned i = 0; i < s->nuerr; i++) {
+		const struct upstream_errs *e = &s->uerr[i];
+
+		for (unsigned k = 0; k < UE_COUNT; k++)
+			if (e->n[k])
+				out(cc, "upstream_error\t%s\t%s\t%s\t%" PRIu64 "\n", e->pool,
+				    e->server, metrics_uerr_names[k], e->n[k]);
+	}
+	stats_hist(cc, "upstream_connect_seconds", &s->connect, &hist_connect);
+	stats_hist(cc, "tunnel_duration_seconds", &gw->tunnels.stats.duration, &hist_tunnel);
+}
+
 static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 {
 	const struct req_stats *s = &gw->stats;
@@ -199,6 +256,7 @@ static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 	out(cc, "bytes_copied\t%" PRIu64 "\n", copied);
 	out(cc, "bytes_up_closed\t%" PRIu64 "\n", r->bytes_up);
 	out(cc, "bytes_down_closed\t%" PRIu64 "\n", r->bytes_down);
+	stats_metrics(gw, cc);
 }
 
 static void cmd_pools(struct gateway *gw, struct ctl_client *cc)
@@ -233,6 +291,7 @@ static void cmd_kill(struct gateway *gw, struct ctl_client *cc, const char *arg)
 	}
 	for (struct conn *c = gw->conns; c; c = c->next) {
 		if (c->state == CS_TUNNEL && c->tun->id == id) {
+			conn_set_end(c, END_KILLED, NULL);
 			conn_close(c, "killed by tunnelctl");
 			out(cc, "ok\n");
 			return;

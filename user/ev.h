@@ -10,7 +10,11 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 
-enum handle_kind { H_LISTEN, H_CLIENT, H_UPSTREAM, H_SIGNAL, H_CONTROL, H_CTL_CLIENT, H_RESOLVER };
+enum handle_kind {
+	H_LISTEN, H_CLIENT, H_UPSTREAM, H_SIGNAL, H_CONTROL, H_CTL_CLIENT, H_RESOLVER,
+	H_METRICS,               /* metrics_listen's listener (metrics.c) */
+	H_METRICS_CLIENT,        /* a connection to it, one GET /metrics */
+};
 
 /* What epoll's data.ptr points at. */
 struct handle {
@@ -40,5 +44,7 @@ void ev_forget(struct handle *h);
 
 /* CLOCK_MONOTONIC in ms. */
 uint64_t now_ms(void);
+/* CLOCK_MONOTONIC in µs, for durations shorter than a few ms (upstream connects). */
+uint64_t now_us(void);
 
 #endif

@@ -12,7 +12,10 @@
 
 #include "conn-t.h"
 #include "ev.h"
+#include "hist.h"
 #include "tunnel-t.h"
+
+struct metrics_client;
 
 struct listener {
 	struct handle h;
@@ -20,11 +23,49 @@ struct listener {
 	struct listener *next;
 };
 
-/* Request counters (the stages count them; tunnelctl stats shows them). */
+/*
+ * The method label of tunnelgate_requests_total: the request's, RM_OTHER for any other
+ * method and for a request whose head could not be parsed.
+ */
+enum req_method {
+	RM_CONNECT, RM_GET, RM_POST, RM_HEAD, RM_PUT, RM_DELETE, RM_OPTIONS, RM_PATCH, RM_OTHER,
+	RM_COUNT,
+};
+
+/* Answers are counted per status 100..599; any other status shares the last slot. */
+#define ANSWER_CODE_MIN 100
+#define ANSWER_CODES 501
+
+/* The kind label of tunnelgate_upstream_errors_total (README.md, Metrics). */
+enum upstream_err {
+	UE_REFUSED,              /* connect(): ECONNREFUSED */
+	UE_UNREACHABLE,          /* connect() failed otherwise: no route, host down, ... */
+	UE_TIMEOUT,              /* connect_timeout_ms, or no answer within header_timeout_ms */
+	UE_RESET,                /* reset, or closed before its answer was complete */
+	UE_BAD_RESPONSE,         /* an answer the gateway cannot relay: malformed, too large */
+	UE_RESOLVE,              /* a direct pool's target name did not resolve */
+	UE_COUNT,
+};
+
+/* Upstream errors are counted for this many (pool, server) pairs; the last is "other". */
+#define UPSTREAM_ERR_PAIRS 128
+
+struct upstream_errs {
+	char pool[CFG_NAME_MAX];   /* "-": failed before a pool was chosen (a rule's look-up) */
+	char server[CFG_NAME_MAX]; /* a proxy's "ip:port", "-" for a direct pool */
+	uint64_t n[UE_COUNT];
+};
+
+/* Request counters (the stages count them; tunnelctl stats and metrics.c show them). */
 struct req_stats {
 	uint64_t accepted, requests, rejected, upstream_errors, timeouts, bad_requests;
 	uint64_t refused_per_client; /* connections closed at once: max_connections_per_client */
 	uint64_t accept_pauses;  /* times the listeners stopped: max_connections or no fds */
+	/* Every answer the gateway made or relayed, by method and status (conn_answered()). */
+	uint64_t answers[RM_COUNT][ANSWER_CODES];
+	struct upstream_errs uerr[UPSTREAM_ERR_PAIRS]; /* conn_upstream_error() */
+	unsigned nuerr;
+	struct hist connect;     /* dial start to connected, successful dials only */
 };
 
 struct gateway {
@@ -48,6 +89,13 @@ struct gateway {
 	bool ctl_paused;         /* out of fds: not polled for a while (loop.c re-arms it) */
 	uint64_t ctl_paused_ms;
 	char ctl_path[108];
+
+	/* metrics.c */
+	struct handle metrics;   /* metrics_listen's listener; fd -1 when off or closed */
+	struct metrics_client *mclients; /* connections to it, each for one request */
+	unsigned nmclients;
+	bool metrics_paused;     /* out of fds: not polled for a while (metrics_timeout()) */
+	uint64_t metrics_paused_ms;
 
 	/* conn.c */
 	struct conn *conns;      /* every client connection */

@@ -235,7 +235,9 @@ static void resp_body_done(struct conn *c)
 	/* The rest of an unsent request body would be read as the next request. */
 	if (c->http_fwd && !c->req_body_done)
 		c->close_after_reply = true;
-	conn_log(c, c->http_fwd ? "http" : "refused", "-", c->body_up, c->body_down);
+	conn_set_end(c, END_UPSTREAM_FIN, NULL); /* the upstream's response ended */
+	conn_log(c, c->http_fwd ? "http" : "refused", NULL,
+		 &(struct conn_bytes){ .up = c->body_up, .down = c->body_down });
 	c->state = CS_REPLY;
 	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
 }
@@ -252,6 +254,8 @@ static void resp_body_feed(struct conn *c)
 		return;
 	n = http_body_feed(c->resp, c->ubuf, c->ulen, body_piece, &b, &done);
 	if (n < 0 || b.err) {
+		if (n < 0)
+			conn_upstream_error(c, UE_BAD_RESPONSE);
 		c->close_after_reply = true;
 		conn_close(c, "bad upstream response body");
 		return;
@@ -263,6 +267,7 @@ static void resp_body_feed(struct conn *c)
 			http_body_eof(c->resp, &done);
 		if (!done) {
 			/* Truncated body: the client cannot be told in-band. */
+			conn_upstream_error(c, UE_RESET);
 			conn_close(c, "upstream closed in the middle of a response body");
 			return;
 		}
@@ -273,6 +278,7 @@ static void resp_body_feed(struct conn *c)
 
 static void head_unrelayable(struct conn *c)
 {
+	conn_upstream_error(c, UE_BAD_RESPONSE);
 	conn_reply(c, 502, false, "tunnelgate: upstream %s response head cannot be relayed",
 		   c->uname);
 }
@@ -289,11 +295,13 @@ static bool forward_interim(struct conn *c)
 
 	if (c->resp->status == 101) {
 		/* Upgrade is hop-by-hop and never forwarded: a switch is a broken upstream. */
+		conn_upstream_error(c, UE_BAD_RESPONSE);
 		conn_reply(c, 502, false, "tunnelgate: upstream %s switched protocols without an Upgrade request",
 			   c->uname);
 		return false;
 	}
 	if (++c->interims > MAX_INTERIM) {
+		conn_upstream_error(c, UE_BAD_RESPONSE);
 		conn_reply(c, 502, false, "tunnelgate: upstream %s sent more than %d interim (1xx) responses to one request",
 			   c->uname, MAX_INTERIM);
 		return false;
@@ -324,6 +332,7 @@ static void established(struct conn *c)
 		head_unrelayable(c);
 		return;
 	}
+	conn_answered(c, c->resp->status);
 	c->body_down = c->ulen - c->resp->head_len;
 	free(c->ubuf);
 	c->ubuf = NULL;
@@ -367,6 +376,7 @@ static void relay_final(struct conn *c)
 		head_unrelayable(c);
 		return;
 	}
+	conn_answered(c, c->resp->status);
 	memmove(c->ubuf, c->ubuf + c->resp->head_len, c->ulen - c->resp->head_len);
 	c->ulen -= c->resp->head_len;
 	c->state = CS_RESP_BODY;
@@ -380,18 +390,21 @@ static void relay_final(struct conn *c)
 static void response_head(struct conn *c)
 {
 	c->status = c->resp->status;
-	if (!c->http_fwd && c->resp->status >= 200 && c->resp->status < 300)
+	if (!c->http_fwd && c->resp->status >= 200 && c->resp->status < 300) {
 		established(c);
-	else if (c->resp->status < 200)
+	} else if (c->resp->status < 200) {
 		/* Interim responses to a CONNECT have no use here; a proxy that sends them breaks. */
+		conn_upstream_error(c, UE_BAD_RESPONSE);
 		conn_reply(c, 502, false, "tunnelgate: upstream %s sent interim response %d to CONNECT",
 			   c->uname, c->resp->status);
-	else
+	} else {
 		relay_final(c);
+	}
 }
 
 static void head_too_large(struct conn *c)
 {
+	conn_upstream_error(c, UE_BAD_RESPONSE);
 	conn_reply(c, 502, false, "tunnelgate: upstream %s response head is larger than max_header_bytes (%u)",
 		   c->uname, c->cfg->max_header_bytes);
 }
@@ -408,6 +421,7 @@ static void parse_response(struct conn *c)
 			return;
 		}
 		if (h < 0) {
+			conn_upstream_error(c, UE_BAD_RESPONSE);
 			conn_reply(c, 502, false, "tunnelgate: upstream %s sent a malformed response: %s",
 				   c->uname, c->resp->error ? c->resp->error : "parse error");
 			return;
@@ -424,6 +438,7 @@ static void parse_response(struct conn *c)
 static void upstream_readable(struct conn *c)
 {
 	ssize_t n;
+	int err;
 
 	/* The client reads slower than the upstream sends: wait (stream.c stops polling). */
 	if (obuf_pending(&c->to_client) >= CONN_OBUF_HIGH)
@@ -436,9 +451,11 @@ static void upstream_readable(struct conn *c)
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return;
+		err = errno;
+		conn_upstream_error(c, upstream_err_of(-err));
 		if (c->state == CS_RESP_HEAD)
 			conn_reply(c, 502, true, "tunnelgate: upstream %s failed before answering: %s",
-				   c->uname, strerror(errno));
+				   c->uname, strerror(err));
 		else
 			conn_close(c, "upstream error during response body");
 		return;
@@ -447,13 +464,15 @@ static void upstream_readable(struct conn *c)
 	if (n == 0)
 		c->upstream_eof = true;
 	c->ulen += n;
-	if (c->state == CS_RESP_BODY)
+	if (c->state == CS_RESP_BODY) {
 		resp_body_feed(c);
-	else if (n == 0)
+	} else if (n == 0) {
+		conn_upstream_error(c, UE_RESET);
 		conn_reply(c, 502, true, "tunnelgate: upstream %s closed the connection without answering",
 			   c->uname);
-	else
+	} else {
 		parse_response(c);
+	}
 }
 
 void http_fwd_body_read(struct conn *c)
@@ -481,6 +500,7 @@ void http_fwd_body_read(struct conn *c)
 	}
 	err = obuf_flush(&c->to_up, c->uh.fd);
 	if (err && err != -EAGAIN) {
+		conn_upstream_error(c, upstream_err_of(err));
 		conn_close(c, "upstream went away in the middle of a request body");
 		return;
 	}
@@ -495,6 +515,7 @@ void http_fwd_upstream_event(struct conn *c, uint32_t events)
 		int err = obuf_flush(&c->to_up, c->uh.fd);
 
 		if (err && err != -EAGAIN) {
+			conn_upstream_error(c, upstream_err_of(err));
 			if (c->state == CS_RESP_HEAD)
 				conn_reply(c, 502, false, "tunnelgate: cannot send the request to upstream %s: %s",
 					   c->uname, strerror(-err));

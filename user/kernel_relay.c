@@ -335,6 +335,7 @@ static int kdir_copy_rest(struct tunnel *t, int d, bool dead)
 		}
 		if (n == 0 || dead) {
 			k->tail_eof = k->eof = true;
+			tunnel_note_fin(t, d);
 			break;
 		}
 		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
@@ -631,6 +632,7 @@ enum relay_step kernel_relay_event(struct tunnel *t, int d, uint32_t events)
 	 */
 	if (fin && !k->eof) {
 		k->eof = true;
+		tunnel_note_fin(t, d);
 		k->fin_received = ti.tcpi_bytes_received; /* final: nothing comes after a FIN */
 	}
 	return kernel_relay_check(t);

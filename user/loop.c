@@ -20,6 +20,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "priv.h"
 #include "relay.h"
 #include "resolver.h"
@@ -148,8 +149,10 @@ static void idle_scan(struct gateway *gw)
 		if (c->state != CS_TUNNEL || !c->cfg->idle_timeout_ms)
 			continue;
 		tunnel_counters(c->tun, &n);
-		if (n.idle_ms >= c->cfg->idle_timeout_ms)
+		if (n.idle_ms >= c->cfg->idle_timeout_ms) {
+			conn_set_end(c, END_IDLE_TIMEOUT, NULL);
 			conn_close(c, "tunnel idle for idle_timeout_ms");
+		}
 	}
 }
 
@@ -183,6 +186,24 @@ static void close_access_log(struct gateway *gw)
 	if (gw->access_log && gw->access_log != stderr)
 		fclose(gw->access_log);
 	gw->access_log = NULL;
+}
+
+/*
+ * SIGUSR1 (logrotate): open the access log's path again, as the user the daemon runs
+ * as now; a path that cannot be opened keeps the open file (open_access_log() says why).
+ */
+static void reopen_access_log(struct gateway *gw)
+{
+	FILE *log;
+
+	if (!strcmp(gw->cfg->access_log, "-"))
+		return;
+	log = open_access_log(gw->cfg->access_log, gw->access_log);
+	if (log == gw->access_log)
+		return;
+	close_access_log(gw);
+	gw->access_log = log;
+	pr_info("SIGUSR1: reopened access_log %s", gw->cfg->access_log);
 }
 
 /* The resolver's settings are read once, at start. */
@@ -222,6 +243,9 @@ static void reload(struct gateway *gw)
 	if (strcmp(cfg->bpf_pin_dir, gw->cfg->bpf_pin_dir) || cfg->relay != gw->cfg->relay ||
 	    cfg->pause != gw->cfg->pause || resolver_changed(cfg, gw->cfg))
 		pr_warn("reload: relay, pause, bpf_pin_dir and resolver* changes take effect on restart only");
+	if (cfg->metrics_listen.len != gw->cfg->metrics_listen.len ||
+	    memcmp(&cfg->metrics_listen.ss, &gw->cfg->metrics_listen.ss, cfg->metrics_listen.len))
+		pr_warn("reload: metrics_listen changes take effect on restart only");
 	if (strcmp(cfg->control, gw->ctl_path))
 		control_reopen(gw, cfg->control);
 	log = open_access_log(cfg->access_log, gw->access_log);
@@ -255,6 +279,10 @@ static int signal_event(struct gateway *gw)
 	struct signalfd_siginfo si;
 
 	while (read(gw->sigh.fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGUSR1) { /* draining too: the log keeps being written */
+			reopen_access_log(gw);
+			continue;
+		}
 		if (si.ssi_signo == SIGHUP) {
 			if (gw->stopping)
 				pr_info("SIGHUP while draining: nothing reloaded or reopened");
@@ -272,6 +300,7 @@ static int signal_event(struct gateway *gw)
 		gw->stop_deadline_ms = now_ms() + gw->cfg->drain_timeout_ms;
 		listeners_close(gw);
 		control_close(gw);
+		metrics_close_listener(gw);
 		close_idle(gw);
 	}
 	return 0;
@@ -285,6 +314,7 @@ static int setup_signals(struct gateway *gw)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	gw->sigh = (struct handle){ .kind = H_SIGNAL, .owner = gw };
@@ -345,7 +375,7 @@ static int start(struct gateway *gw)
 	/* Listeners and control first: they fail if another daemon has them, before
 	 * the relay would replace that daemon's pinned maps. */
 	if (listeners_sync(gw, gw->cfg) || control_open(gw, gw->cfg->control) ||
-	    open_relay(gw, pause_why))
+	    metrics_open(gw) || open_relay(gw, pause_why))
 		return -1;
 	gw->resolver = resolver_start(gw->cfg, why, sizeof(why));
 	if (!gw->resolver) {
@@ -366,10 +396,13 @@ static int start(struct gateway *gw)
 
 static void shutdown_all(struct gateway *gw)
 {
-	while (gw->conns)
+	while (gw->conns) {
+		conn_set_end(gw->conns, END_DRAIN, NULL); /* drain_timeout_ms, a second signal */
 		conn_close(gw->conns, "daemon exiting");
+	}
 	listeners_close(gw);
 	control_close(gw);
+	metrics_close(gw);
 	priv_exit(); /* as `user`, the helper removes the pins, the cgroup, the socket */
 	relay_close(gw->tunnels.relay);
 	cgroup_leave(gw->cgroup);
@@ -391,9 +424,12 @@ static int next_timeout(struct gateway *gw)
 	int timeout = gw->conns ? TIMER_TICK_MS : -1;
 	int poll = tunnel_watch_poll(&gw->tunnels);
 	int dns = resolver_timeout_ms(gw->resolver);
+	int metrics = metrics_expire(gw); /* closes the metrics connections past their time */
 
 	if (poll >= 0 && (timeout < 0 || poll < timeout))
 		timeout = poll;
+	if (metrics >= 0 && (timeout < 0 || metrics < timeout))
+		timeout = metrics;
 	if (dns >= 0 && (timeout < 0 || dns < timeout))
 		timeout = dns;
 	if (gw->stopping && (timeout < 0 || timeout > TIMER_TICK_MS))
@@ -422,6 +458,10 @@ static int dispatch(struct gateway *gw, struct handle *h, uint32_t events)
 		break;
 	case H_RESOLVER:
 		resolved(gw);
+		break;
+	case H_METRICS:
+	case H_METRICS_CLIENT:
+		metrics_event(gw, h, events);
 		break;
 	}
 	return 0;
@@ -468,7 +508,7 @@ static int run(struct gateway *gw)
 int gateway_run(struct config *cfg, const char *path)
 {
 	struct gateway gw = { .cfg = cfg, .cfg_path = path, .ctl = { .fd = -1 },
-			      .sigh = { .fd = -1 } };
+			      .sigh = { .fd = -1 }, .metrics = { .fd = -1 } };
 	int rc = 1;
 
 	cfg->refs = 1;

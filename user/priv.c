@@ -373,7 +373,7 @@ static int start_helper(struct gateway *gw)
 	return 0;
 }
 
-/* SIGHUP reopens the access log as `user`: a log root owns (it made it) becomes its. */
+/* SIGHUP and SIGUSR1 reopen the access log as `user`: a log root owns (it made it) becomes its. */
 static void give_access_log(struct gateway *gw, uid_t uid)
 {
 	struct stat st;
@@ -383,8 +383,8 @@ static void give_access_log(struct gateway *gw, uid_t uid)
 		return;
 	fd = fileno(gw->access_log);
 	if (!fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_uid == 0 && fchown(fd, uid, -1))
-		pr_warn("cannot give access_log %s to user %s: %s (SIGHUP cannot reopen it)",
-			gw->cfg->access_log, priv.user, strerror(errno));
+		pr_warn("cannot give access_log %s to user %s: %s (SIGHUP and SIGUSR1 cannot "
+			"reopen it)", gw->cfg->access_log, priv.user, strerror(errno));
 }
 
 static int switch_user(const struct passwd *pw, const cap_value_t *keep, int n)
@@ -411,8 +411,9 @@ static void check_access(const struct gateway *gw)
 			"make it and its directories readable by %s, or set user = root",
 			gw->cfg_path, priv.user, strerror(errno), priv.user);
 	if (gw->access_log && gw->access_log != stderr && access(gw->cfg->access_log, W_OK))
-		pr_warn("access_log %s is not writable by user %s (%s): SIGHUP keeps the open "
-			"file instead of reopening it; give %s its directory, or set user = root",
+		pr_warn("access_log %s is not writable by user %s (%s): SIGHUP and SIGUSR1 keep "
+			"the open file instead of reopening it; give %s its directory, or set "
+			"user = root",
 			gw->cfg->access_log, priv.user, strerror(errno), priv.user);
 }
 

@@ -30,7 +30,7 @@ static void route(struct conn *c, const struct rule_input *in)
 	const struct rule *r;
 	int err = rules_match(cfg, in, &r);
 
-	c->pool = &cfg->pools[cfg->default_pool];
+	c->rule = err ? NULL : r;
 	if (err) {
 		c->gw->stats.bad_requests++;
 		conn_reply(c, err == -ENOMEM ? 503 : 400, false,
@@ -43,8 +43,7 @@ static void route(struct conn *c, const struct rule_input *in)
 		conn_reply(c, 403, true, "tunnelgate: request rejected by rule '%s'", r->name);
 		return;
 	}
-	if (r && r->action == ACT_POOL)
-		c->pool = &cfg->pools[r->pool];
+	c->pool = &cfg->pools[r && r->action == ACT_POOL ? r->pool : cfg->default_pool];
 	if (c->http_fwd && c->pool->direct && !config_http_port_allowed(cfg, c->tport)) {
 		c->gw->stats.rejected++;
 		conn_reply(c, 403, true, "tunnelgate: plain HTTP to port %u is not allowed (http_ports)",
@@ -181,6 +180,8 @@ void request_parse(struct conn *c)
 	}
 	c->req_len = n;
 	c->gw->stats.requests++;
+	snprintf(c->method, sizeof(c->method), "%.*s", (int)c->req->method_s.len,
+		 http_ptr(c->cbuf, c->req->method_s));
 	if (c->gw->stopping) {
 		conn_reply(c, 503, false, "tunnelgate: this gateway is shutting down; send the request again to another one");
 		return;

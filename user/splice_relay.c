@@ -66,16 +66,19 @@ static int pump_in(struct tunnel *t, int d)
 		s->in_pipe += n;
 		return 1;
 	}
-	if (n == 0)
+	if (n == 0) {
 		s->eof = true;
-	else if (errno != EAGAIN && errno != EINTR)
+		tunnel_note_fin(t, d);
+		return 0;
+	}
+	if (errno != EAGAIN && errno != EINTR)
 		return -errno;
 	/*
 	 * A pipe holds a page per small write: 64 writes of 1000 bytes fill a 256 KiB
 	 * pipe. Nothing taken while bytes wait in it means it may be full; polling the
 	 * readable source would then spin, so wait until bytes leave the pipe.
 	 */
-	else if (s->in_pipe)
+	if (s->in_pipe)
 		s->in_blocked = true;
 	return 0;
 }

@@ -191,12 +191,14 @@ void stream_timeout(struct conn *c)
 		break;
 	case CS_RESP_HEAD:
 		c->gw->stats.timeouts++;
-		if (c->http_fwd && !c->req_body_done)
+		if (c->http_fwd && !c->req_body_done) {
 			conn_reply(c, 408, false, "tunnelgate: request body too slow: nothing for body_timeout_ms (%u) or under body_min_rate (%u bytes/s)",
 				   c->cfg->body_timeout_ms, c->cfg->body_min_rate);
-		else
-			conn_reply(c, 504, false, "tunnelgate: upstream %s did not answer within header_timeout_ms (%u)",
-				   c->uname, c->cfg->header_timeout_ms);
+			break;
+		}
+		conn_upstream_error(c, UE_TIMEOUT); /* before the reply lets go of the server */
+		conn_reply(c, 504, false, "tunnelgate: upstream %s did not answer within header_timeout_ms (%u)",
+			   c->uname, c->cfg->header_timeout_ms);
 		break;
 	default:
 		conn_close(c, "response could not be delivered in time");

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "ev.h"
+#include "hist.h"
 
 struct conn;
 struct relay;
@@ -57,6 +58,13 @@ struct kdir {
 				  * into the source socket (queued behind the other direction's) */
 };
 
+/* Tunnel bytes per direction (TG_DIR_UP, TG_DIR_DOWN) by the path they took. */
+struct tunnel_paths {
+	uint64_t kernel[2];      /* relayed by the BPF program */
+	uint64_t copied[2];      /* of a kernel relay tunnel, copied by the daemon */
+	uint64_t spliced[2];     /* of a splice tunnel (its hand-off included) */
+};
+
 /* Counters of the relays, of open and closed tunnels. */
 struct relay_stats {
 	uint64_t tunnels_total, tunnels_sockmap, tunnels_splice;
@@ -64,6 +72,8 @@ struct relay_stats {
 	uint64_t pauses;         /* times a slow peer made the kernel relay pause a direction */
 	/* Of closed tunnels: all bytes, and of the kernel relay's, those the daemon copied. */
 	uint64_t bytes_up, bytes_down, bytes_kernel, bytes_copied;
+	struct tunnel_paths paths; /* of closed tunnels: bytes by the path they took */
+	struct hist duration;    /* tunnel lifetimes, observed at teardown */
 };
 
 /* What every tunnel shares: the relays, the bounds they enforce now, the watch list. */
@@ -95,6 +105,13 @@ struct tunnel {
 	struct kdir kd[2];
 	uint64_t cookie[2];      /* kernel relay: socket cookies of the client and upstream */
 
+	/*
+	 * The direction whose source sent the first FIN the daemon saw (TG_DIR_UP: the
+	 * client's): a clean end is logged as client_fin or upstream_fin by it.
+	 */
+	bool fin_seen;
+	int fin_first;
+
 	int fail_dir;            /* RELAY_PEER_RESET: the direction whose source failed */
 	const char *fail_why;
 	bool rst;                /* one side reset: delivering to the other, then resetting it */
@@ -124,6 +141,15 @@ static inline void tunnel_drop_if_done(struct handle *h, bool read_done, bool wr
 		ev_del(h);
 }
 
+/* The relays call this when direction @d's source sent its FIN; the first one stays. */
+static inline void tunnel_note_fin(struct tunnel *t, int d)
+{
+	if (t->fin_seen)
+		return;
+	t->fin_seen = true;
+	t->fin_first = d;
+}
+
 /* Counters of an open tunnel as the CLI shows them. */
 struct tunnel_counts {
 	uint64_t up, down;      /* bytes client -> upstream and back, all of them */
@@ -134,5 +160,20 @@ struct tunnel_counts {
 	uint64_t copied_up, copied_down;
 	uint64_t idle_ms;       /* since the last byte either way */
 };
+
+/* Add the bytes @n of a tunnel relayed by @kind to @p. */
+static inline void tunnel_split_bytes(enum relay_kind kind, const struct tunnel_counts *n,
+				      struct tunnel_paths *p)
+{
+	if (kind != RK_SOCKMAP) {
+		p->spliced[0] += n->up;
+		p->spliced[1] += n->down;
+		return;
+	}
+	p->kernel[0] += n->up - n->copied_up;
+	p->kernel[1] += n->down - n->copied_down;
+	p->copied[0] += n->copied_up;
+	p->copied[1] += n->copied_down;
+}
 
 #endif

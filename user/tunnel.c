@@ -95,7 +95,11 @@ static void teardown(struct conn *c)
 		s->bytes_copied += n.copied_up + n.copied_down;
 		s->bytes_kernel += n.up + n.down - n.copied_up - n.copied_down;
 	}
-	conn_log(c, "tunnel closed", relay_kind_name(t->kind), n.up, n.down);
+	tunnel_split_bytes(t->kind, &n, &s->paths);
+	hist_observe(&s->duration, &hist_tunnel, (now_ms() - t->start_ms) * 1000);
+	conn_log(c, "tunnel closed", relay_kind_name(t->kind),
+		 &(struct conn_bytes){ .up = n.up, .down = n.down, .copied_up = n.copied_up,
+				       .copied_down = n.copied_down });
 	watch_unlink(t);
 	if (t->kind == RK_SOCKMAP)
 		kernel_relay_stop(t);
@@ -138,6 +142,7 @@ static void reset_from(struct tunnel *t)
 	if (t->rst)
 		return;
 	t->rst = true;
+	conn_set_end(t->conn, END_RESET, NULL);
 	t->rst_deadline_ms = now_ms() + RESET_DRAIN_MS;
 	pr_debug("tunnel %llu: %s reset (%s): delivering what it sent, then resetting the %s",
 		 (unsigned long long)t->id, d == TG_DIR_UP ? "client" : "upstream", t->fail_why,
@@ -158,9 +163,13 @@ static void apply(struct tunnel *t, enum relay_step step, bool soon)
 		watch(t, soon);
 		break;
 	case RELAY_DONE:
+		/* Both FINs came: the log names the side that sent the first. */
+		conn_set_end(t->conn, t->fin_seen && t->fin_first == TG_DIR_DOWN ?
+				      END_UPSTREAM_FIN : END_CLIENT_FIN, NULL);
 		conn_close(t->conn, NULL);
 		break;
 	case RELAY_FAIL:
+		conn_set_end(t->conn, END_RESET, NULL);
 		conn_reset(t->conn, t->fail_why);
 		break;
 	case RELAY_PEER_RESET:
@@ -267,6 +276,7 @@ static void tunnel_start(struct conn *c)
 	if (err) {
 		pr_warn("tunnel %llu: cannot create relay pipes: %s (raise the fd limit)",
 			(unsigned long long)t->id, strerror(-err));
+		conn_set_end(c, END_ERROR, "no_relay_pipes");
 		conn_close(c, "no relay");
 		return;
 	}

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ctl_maps.h"
+#include "version.h"
 
 #define DEFAULT_SOCKET "/run/tunnelgate/control.sock"
 #define MAX_COLS 12

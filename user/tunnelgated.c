@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "version.h"
 #include "loop.h"
 
 /*

@@ -9,6 +9,7 @@
 #include <linux/tcp.h>
 
 #include "conn.h"
+#include "hist.h"
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
@@ -21,6 +22,7 @@ void upstream_failed(struct conn *c, int err)
 {
 	const char *name = c->uname;
 
+	conn_upstream_error(c, upstream_err_of(err));
 	if (c->server)
 		c->server->state->failures++;
 	/*
@@ -82,6 +84,8 @@ static void resolve_async(struct conn *c)
 void upstream_resolved(struct conn *c, const struct resolve_req *req)
 {
 	c->rreq = NULL;
+	if (req->err)
+		conn_upstream_error(c, UE_RESOLVE);
 	if (req->err == -ETIMEDOUT) {
 		c->gw->stats.timeouts++;
 		conn_reply(c, 504, true, "tunnelgate: resolving %s timed out (resolver_timeout_ms; check that the DNS server answers)",
@@ -140,6 +144,7 @@ static void dial(struct conn *c)
 	c->uh.fd = fd;
 	c->state = CS_DIAL;
 	c->deadline_ms = now_ms() + c->cfg->connect_timeout_ms;
+	c->dial_us = now_us();
 	if (connect(fd, &to->sa, to->len) && errno != EINPROGRESS)
 		upstream_failed(c, -errno);
 }
@@ -177,6 +182,7 @@ static void connected(struct conn *c)
 		return;
 	}
 	c->status = 200;
+	conn_answered(c, 200);
 	c->state = CS_ESTABLISHED;
 }
 
@@ -193,12 +199,14 @@ void upstream_event(struct conn *c, uint32_t events)
 		upstream_failed(c, -err);
 		return;
 	}
+	hist_observe(&c->gw->stats.connect, &hist_connect, now_us() - c->dial_us);
 	connected(c);
 }
 
 void upstream_timeout(struct conn *c)
 {
 	c->gw->stats.timeouts++;
+	conn_upstream_error(c, UE_TIMEOUT);
 	if (c->server)
 		c->server->state->failures++;
 	/* A look-up has no deadline here: resolver_timeout_ms bounds it. */

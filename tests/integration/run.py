@@ -288,6 +288,10 @@ def main():
         hardening.run_hardening(runner, env, daemon_skip)
         import privilege  # the drop to `user` after start-up (user/priv.c)
         privilege.run_privilege(runner, env, daemon_skip)
+        import metrics_cases  # GET /metrics (metrics_listen) against known traffic
+        metrics_cases.run_metrics(runner, env, daemon_skip, sockmap_unsupported)
+        import access_log  # access_log_format = json, SIGUSR1 reopen
+        access_log.run_access_log(runner, env, daemon_skip)
 
         for relay in ("sockmap", "splice"):
             run_relay(runner, env, relay, daemon_skip)

@@ -190,11 +190,13 @@ static void test_defaults(void **state)
 	assert_int_equal(c->relay_sndbuf_bytes, 8388608);
 	assert_int_equal(c->relay_rcvbuf_bytes, 0);
 	assert_string_equal(c->access_log, "-");
+	assert_false(c->access_log_json); /* access_log_format = text */
 	assert_int_equal(c->resolver.len, 0); /* /etc/resolv.conf's servers */
 	assert_int_equal(c->resolver_timeout_ms, 5000);
 	assert_int_equal(c->resolver_max_queries, 256);
 	assert_string_equal(c->user, "nobody");
 	assert_int_equal(c->seccomp, SECCOMP_YES);
+	assert_int_equal(c->metrics_listen.len, 0); /* off */
 	assert_int_equal(c->nrules, 0);
 	assert_int_equal(c->npools, 1);
 	assert_int_equal(c->default_pool, 0); /* the only pool */
@@ -406,7 +408,8 @@ static void test_other_values(void **state)
 	load_ok(fx, "[gateway]\nlisten = localhost:3128\nrelay = splice\npause = hold\n"
 		    "relay_sndbuf_bytes = 0\nrelay_rcvbuf_bytes = 1073741824\n"
 		    "control = /tmp/x.sock\nbpf_pin_dir = /sys/fs/bpf/x\naccess_log = /var/log/tg.log\n"
-		    "user = tunnel-gate_1.x\nseccomp = log\n"
+		    "access_log_format = json\n"
+		    "user = tunnel-gate_1.x\nseccomp = log\nmetrics_listen = [::1]:9464\n"
 		    "[pool d]\ndirect = yes\n[pool p]\ndirect = no\nserver = 127.0.0.1:1\n"
 		    "[rule r]\nhost = [FD00::1]\npath_prefix = /a/./b//c/%7e\naction = pool p\n"
 		    "[rule s]\nhost = 0X7F.1.\npath_prefix = /x/..;/A%252F\npath_case = exact\n"
@@ -420,8 +423,11 @@ static void test_other_values(void **state)
 	assert_string_equal(c->control, "/tmp/x.sock");
 	assert_string_equal(c->bpf_pin_dir, "/sys/fs/bpf/x");
 	assert_string_equal(c->access_log, "/var/log/tg.log");
+	assert_true(c->access_log_json);
 	assert_string_equal(c->user, "tunnel-gate_1.x");
 	assert_int_equal(c->seccomp, SECCOMP_LOG);
+	assert_int_equal(c->metrics_listen.sa.sa_family, AF_INET6);
+	assert_int_equal(ntohs(c->metrics_listen.in6.sin6_port), 9464);
 	assert_false(c->pools[1].direct);
 	assert_string_equal(c->rules[0].host, "fd00::1");
 	assert_string_equal(c->rules[0].path_prefix, "/a/b/c/~");
@@ -506,6 +512,8 @@ static const struct {
 	{ MINIMAL "[pool b]\ndirect = yes\n[route]\n", 0, "2 pools and no [route] default" },
 	/* values of [gateway] */
 	{ "[gateway]\nlisten = 127.0.0.1\n", 2, "listen '127.0.0.1' is not host:port" },
+	{ "[gateway]\nlisten = 127.0.0.1:1\nmetrics_listen = 127.0.0.1:0\n", 3,
+	  "metrics_listen '127.0.0.1:0' is not host:port" },
 	{ "[gateway]\nlisten = 127.0.0.1:0\n", 2, "is not host:port" },
 	{ "[gateway]\nlisten = 127.0.0.1:65536\n", 2, "is not host:port" },
 	{ "[gateway]\nlisten = 127.0.0.1:+80\n", 2, "is not host:port" },
@@ -556,6 +564,8 @@ static const struct {
 	{ "[gateway]\nuser = -x\n", 2, "user '-x' is not a user name" },
 	{ "[gateway]\nuser = a b\n", 2, "user 'a b' is not a user name" },
 	{ "[gateway]\nseccomp = maybe\n", 2, "seccomp 'maybe' is not one of yes, no, log" },
+	{ "[gateway]\naccess_log_format = JSON\n", 2,
+	  "access_log_format 'JSON' is not one of text, json" },
 	{ "[gateway]\nconnect_ports = 0\n", 2,
 	  "connect_ports '0': each item must be a port 1-65535" },
 	{ "[gateway]\nconnect_ports = 65536\n", 2, "connect_ports '65536'" },
