@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #
 # First-try check: what a new user's first command does on a machine without the build
-# packages. Purges node-llhttp, libinih-dev and libbpf-dev, clones this repository
+# packages. Purges the build libraries (PURGE below), clones this repository
 # afresh, runs `make run` there and pushes one CONNECT through the daemon it starts
 # (curl -> 127.0.0.1:3128 -> openssl s_server on 127.0.0.1:443).
 #
@@ -25,8 +25,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "first-try: purging node-llhttp libinih-dev libbpf-dev"
-DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq node-llhttp libinih-dev libbpf-dev \
+PURGE="node-llhttp libinih-dev libbpf-dev libc-ares-dev libcap-dev libseccomp-dev scdoc"
+echo "first-try: purging $PURGE"
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq $PURGE \
 	>"$TMP/purge.log" 2>&1 || die "apt-get purge failed: see $TMP/purge.log"
 git clone -q "$ROOT" "$TMP/clone" || die "cannot clone $ROOT"
 
