@@ -173,17 +173,15 @@ static int list_from_maps(int argc, char **argv, int i, int json)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* The options before the command. Returns -1 to go on, else the exit code. */
+static int parse_opts(int argc, char **argv, const char **sock)
 {
-	const char *sock = DEFAULT_SOCKET;
-	char req[64], *answer;
-	int opt, json = 0, rc = 0;
-	const char *cmd;
+	int opt;
 
 	while ((opt = getopt_long(argc, argv, "+s:hV", long_opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
-			sock = optarg;
+			*sock = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -196,6 +194,19 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	const char *sock = DEFAULT_SOCKET;
+	char req[64], *answer;
+	int json = 0, rc = parse_opts(argc, argv, &sock);
+	const char *cmd;
+
+	if (rc >= 0)
+		return rc;
+	rc = 0;
 	if (optind >= argc) {
 		usage(stderr);
 		return 2;
