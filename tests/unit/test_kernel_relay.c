@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sock_fx.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -346,42 +348,19 @@ static void expect_nothing(int d)
 
 static void expect_eof(int d)
 {
-	char c;
-
-	assert_int_equal(recv(fx.remote[!d], &c, 1, MSG_DONTWAIT), 0);
+	sock_expect_eof(fx.remote[!d]);
 }
 
 /* Fill the destination of @d until it takes nothing more; returns the bytes written. */
 static size_t fill_dst(int d)
 {
-	static const char junk[16384];
-	size_t n = 0;
-
-	for (int i = 0; i < 1024; i++) {
-		ssize_t r = send(dst(d), junk, sizeof(junk), MSG_DONTWAIT);
-
-		if (r < 0) {
-			assert_int_equal(errno, EAGAIN);
-			return n;
-		}
-		n += r;
-	}
-	fail_msg("the socket took 16 MiB");
-	return 0;
+	return sock_fill(dst(d));
 }
 
 /* The far end of @d's destination reads the @n bytes fill_dst() wrote. */
 static void drain_fill(int d, size_t n)
 {
-	char buf[16384];
-
-	while (n) {
-		size_t want = n < sizeof(buf) ? n : sizeof(buf);
-		ssize_t r = recv(fx.remote[!d], buf, want, MSG_DONTWAIT);
-
-		assert_true(r > 0);
-		n -= r;
-	}
+	sock_drain(fx.remote[!d], n);
 }
 
 static void new_pair(int d, enum handle_kind kind)

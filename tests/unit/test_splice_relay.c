@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "sock_fx.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -118,9 +120,7 @@ static void remote_pull(int d)
 
 static void expect_eof(int d)
 {
-	char c;
-
-	assert_int_equal(recv(fx.remote[!d], &c, 1, MSG_DONTWAIT), 0);
+	sock_expect_eof(fx.remote[!d]);
 }
 
 static void expect_open(int d)
@@ -134,34 +134,13 @@ static void expect_open(int d)
 /* Fill the destination of @d until it takes nothing more; returns the bytes written. */
 static size_t fill_dst(int d)
 {
-	static const char junk[16384];
-	size_t n = 0;
-
-	for (int i = 0; i < 1024; i++) {
-		ssize_t r = send(dst(d), junk, sizeof(junk), MSG_DONTWAIT);
-
-		if (r < 0) {
-			assert_int_equal(errno, EAGAIN);
-			return n;
-		}
-		n += r;
-	}
-	fail_msg("the socket took 16 MiB");
-	return 0;
+	return sock_fill(dst(d));
 }
 
 /* The far end of @d's destination reads the @n bytes fill_dst() wrote. */
 static void drain_fill(int d, size_t n)
 {
-	char buf[16384];
-
-	while (n) {
-		size_t want = n < sizeof(buf) ? n : sizeof(buf);
-		ssize_t r = recv(fx.remote[!d], buf, want, MSG_DONTWAIT);
-
-		assert_true(r > 0);
-		n -= r;
-	}
+	sock_drain(fx.remote[!d], n);
 }
 
 /* Relay steps until @d's bytes sent so far have all arrived. */
