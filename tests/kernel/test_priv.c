@@ -36,7 +36,7 @@
 #include <bpf/libbpf.h>
 
 #include "relay_shared.h"
-#include "relay.skel.h"
+#include "relay_load.h"
 
 #define NOBODY		65534
 #define FORCE_BYTES	(8 << 20)	/* relay_sndbuf_bytes' default */
@@ -44,8 +44,7 @@
 #define MAX_PIPES	4096
 
 static struct {
-	struct relay_bpf *skel;
-	int socks, ingress, ends, tunnels, released;
+	struct relay_maps m;
 	int gw[2];	/* the gateway's two relay sockets */
 	int peer[2];	/* their far ends */
 	__u64 cookie[2];
@@ -104,17 +103,9 @@ static void tcp_pair(int *conn, int *acc)
 /* What relay_open() sets up as root, with the sockops program loaded but not attached. */
 static void setup(void)
 {
-	int prog;
+	const char *failed = relay_maps_load(&rl.m);
 
-	rl.skel = relay_bpf__open_and_load();
-	CHECK(rl.skel, "relay_bpf__open_and_load: %s", strerror(errno));
-	rl.socks = bpf_map__fd(rl.skel->maps.socks);
-	rl.ingress = bpf_map__fd(rl.skel->maps.ingress);
-	rl.ends = bpf_map__fd(rl.skel->maps.ends);
-	rl.tunnels = bpf_map__fd(rl.skel->maps.tunnels);
-	rl.released = bpf_map__fd(rl.skel->maps.released);
-	prog = bpf_program__fd(rl.skel->progs.relay_verdict);
-	SYSCHECK(bpf_prog_attach(prog, rl.ingress, BPF_SK_SKB_STREAM_VERDICT, 0));
+	CHECK(!failed, "%s: %s", failed, strerror(errno));
 	tcp_pair(&rl.peer[0], &rl.gw[0]);
 	tcp_pair(&rl.gw[1], &rl.peer[1]);
 }
@@ -135,7 +126,7 @@ static int op_tunnel_add(void)
 {
 	struct tg_tunnel t = { .id = 1 };
 
-	return RET(bpf_map_update_elem(rl.tunnels, &t.id, &t, BPF_ANY));
+	return RET(bpf_map_update_elem(rl.m.tunnels, &t.id, &t, BPF_ANY));
 }
 
 static int op_ends_batch(void)
@@ -145,7 +136,7 @@ static int op_ends_batch(void)
 			       { .tunnel_id = 1, .peer_cookie = rl.cookie[0], .dir = 1 } };
 	__u32 n = 2;
 
-	return RET(bpf_map_update_batch(rl.ends, rl.cookie, e, &n, &batch));
+	return RET(bpf_map_update_batch(rl.m.ends, rl.cookie, e, &n, &batch));
 }
 
 static int sockhash_add(int map)
@@ -159,8 +150,8 @@ static int sockhash_add(int map)
 	return 0;
 }
 
-static int op_socks_add(void) { return sockhash_add(rl.socks); }
-static int op_ingress_add(void) { return sockhash_add(rl.ingress); }
+static int op_socks_add(void) { return sockhash_add(rl.m.socks); }
+static int op_ingress_add(void) { return sockhash_add(rl.m.ingress); }
 
 static int op_rcvlowat(void)
 {
@@ -175,8 +166,8 @@ static int op_lookups(void)
 	struct tg_end e;
 	__u64 id = 1;
 
-	return RET(bpf_map_lookup_elem(rl.tunnels, &id, &t) ||
-		   bpf_map_lookup_elem(rl.ends, &rl.cookie[0], &e));
+	return RET(bpf_map_lookup_elem(rl.m.tunnels, &id, &t) ||
+		   bpf_map_lookup_elem(rl.m.ends, &rl.cookie[0], &e));
 }
 
 static int op_count_copy(void)
@@ -184,7 +175,7 @@ static int op_count_copy(void)
 	struct tg_copy a = { .tunnel_id = 1, .bytes = 10 };
 	LIBBPF_OPTS(bpf_test_run_opts, run, .ctx_in = &a, .ctx_size_in = sizeof(a));
 
-	return RET(bpf_prog_test_run_opts(bpf_program__fd(rl.skel->progs.relay_count_copy),
+	return RET(bpf_prog_test_run_opts(bpf_program__fd(rl.m.skel->progs.relay_count_copy),
 					  &run));
 }
 
@@ -192,7 +183,7 @@ static int op_released(void)
 {
 	__u64 v = 10;
 
-	return RET(bpf_map_update_elem(rl.released, &rl.cookie[0], &v, BPF_ANY));
+	return RET(bpf_map_update_elem(rl.m.released, &rl.cookie[0], &v, BPF_ANY));
 }
 
 static int op_queues(void)
@@ -209,12 +200,12 @@ static int op_remove(void)
 	int err = 0;
 
 	for (int i = 0; i < 2 && !err; i++)
-		err = RET(bpf_map_delete_elem(rl.ingress, &rl.cookie[i]) ||
-			  bpf_map_delete_elem(rl.socks, &rl.cookie[i]));
+		err = RET(bpf_map_delete_elem(rl.m.ingress, &rl.cookie[i]) ||
+			  bpf_map_delete_elem(rl.m.socks, &rl.cookie[i]));
 	if (!err)
-		err = RET(bpf_map_delete_batch(rl.ends, rl.cookie, &n, NULL) ||
-			  bpf_map_delete_elem(rl.tunnels, &id) ||
-			  bpf_map_delete_elem(rl.released, &rl.cookie[0]));
+		err = RET(bpf_map_delete_batch(rl.m.ends, rl.cookie, &n, NULL) ||
+			  bpf_map_delete_elem(rl.m.tunnels, &id) ||
+			  bpf_map_delete_elem(rl.m.released, &rl.cookie[0]));
 	return err;
 }
 

@@ -40,7 +40,7 @@
 #include <bpf/libbpf.h>
 
 #include "relay_shared.h"
-#include "relay.skel.h"
+#include "relay_load.h"
 
 #define CHUNK		(64 * 1024)	/* bytes per send() or recv() */
 #define IO_ROUNDS	64		/* send() or recv() calls per turn, at most */
@@ -57,10 +57,7 @@
 #define UNLINK_BYTES	4096		/* check 4: bytes each way */
 
 /* The relay's maps and programs, as relay_open() sets them up. */
-static struct {
-	struct relay_bpf *skel;
-	int socks, ingress, ends, tunnels, released;
-} rl;
+static struct relay_maps rl;
 
 /* A tunnel: client <-> gw[TG_DIR_UP] (relay) gw[TG_DIR_DOWN] <-> origin. */
 struct tunnel {
@@ -154,17 +151,9 @@ static void netns_enter(void)
 /* Load the programs and attach the verdict to `ingress`, as relay_open() does. */
 static void relay_load(void)
 {
-	int prog;
+	const char *failed = relay_maps_load(&rl);
 
-	rl.skel = relay_bpf__open_and_load();
-	CHECK(rl.skel, "relay_bpf__open_and_load: %s", strerror(errno));
-	rl.socks = bpf_map__fd(rl.skel->maps.socks);
-	rl.ingress = bpf_map__fd(rl.skel->maps.ingress);
-	rl.ends = bpf_map__fd(rl.skel->maps.ends);
-	rl.tunnels = bpf_map__fd(rl.skel->maps.tunnels);
-	rl.released = bpf_map__fd(rl.skel->maps.released);
-	prog = bpf_program__fd(rl.skel->progs.relay_verdict);
-	SYSCHECK(bpf_prog_attach(prog, rl.ingress, BPF_SK_SKB_STREAM_VERDICT, 0));
+	CHECK(!failed, "%s: %s", failed, strerror(errno));
 	/* No sockops program attached: a lagging direction is held, never paused. */
 	CHECK(rl.skel->bss->pause_enabled == 0, "pause_enabled is set at load");
 }
