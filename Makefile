@@ -38,7 +38,7 @@ endif
 .SECONDARY:
 .PHONY: all binaries deps test-deps bench-deps run test unit unit-run integration callgraph clean
 
-MODULES  := log fsutil addr config_keys config rules pool http cgroup relay resolver ev buf hist admit http_msg access_log \
+MODULES  := log fsutil addr config_keys config rules pool http cgroup relay resolver ev buf hist admit http_msg access_log proxy_proto \
 	    conn request upstream http_fwd kernel_relay splice_relay tunnel stream listener \
 	    metrics control priv loop
 DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
@@ -129,6 +129,7 @@ $(OUT)/tests/test_rules: $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o
 $(OUT)/tests/test_pool: $(OUT)/san/pool.o $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o
 $(OUT)/tests/test_http: $(OUT)/san/http.o $(OUT)/san/http_msg.o $(OUT)/san/log.o $(SAN_LLHTTP)
 $(OUT)/tests/test_admit: $(OUT)/san/admit.o $(OUT)/san/addr.o
+$(OUT)/tests/test_proxy_proto: $(OUT)/san/proxy_proto.o
 $(OUT)/tests/test_access_log: $(OUT)/san/access_log.o
 $(OUT)/tests/test_kernel_relay: $(OUT)/san/kernel_relay.o $(OUT)/san/ev.o $(OUT)/san/log.o $(OUT)/san/addr.o
 # The relay tests script what the kernel says: these calls go to the test's __wrap_*.

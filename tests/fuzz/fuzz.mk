@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-# libFuzzer targets for the parsers that read hostile input (http, rules, config).
+# libFuzzer targets for the parsers that read hostile input (http, rules, config, proxy).
 # Included by the Makefile, which provides OUT and Q (and msg).
 #
 #   make fuzz                    build, then run each target FUZZ_SECONDS (600) seconds
@@ -19,7 +19,7 @@ FUZZ_CC      ?= clang
 LLHTTP       ?= /usr/share/llhttp
 LLHTTP_H     ?= /usr/share/include/llhttp
 FUZZ_DIR     := $(OUT)/fuzz
-FUZZ_NAMES   := http rules config
+FUZZ_NAMES   := http rules config proxy
 # UBSan findings count as crashes: without -fno-sanitize-recover they only print.
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-fno-omit-frame-pointer -std=gnu11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1
@@ -33,9 +33,11 @@ FUZZ_OPTS    := -max_len=16384 -timeout=10 -rss_limit_mb=2048 -print_final_stats
 FUZZ_SRCS_http   := user/http.c user/http_msg.c user/log.c
 FUZZ_SRCS_rules  := user/rules.c user/config.c user/config_keys.c user/addr.c user/pool.c user/log.c
 FUZZ_SRCS_config := user/config.c user/config_keys.c user/addr.c user/pool.c user/rules.c user/log.c
+FUZZ_SRCS_proxy  := user/proxy_proto.c
 FUZZ_LINK_http   := $(FUZZ_LLHTTP)
 FUZZ_LINK_rules  :=
 FUZZ_LINK_config := -Wl,--wrap=getaddrinfo
+FUZZ_LINK_proxy  :=
 
 .PHONY: fuzz fuzz-smoke fuzz-run fuzz-build fuzz-deps $(addprefix fuzz-,$(FUZZ_NAMES))
 
