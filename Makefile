@@ -24,7 +24,7 @@ BUILD_PKGS := clang llvm gcc make pkg-config libbpf-dev bpftool libelf-dev zlib1
 	      libcmocka-dev libinih-dev node-llhttp libc-ares-dev libcap-dev libseccomp-dev scdoc
 TEST_PKGS  := curl openssl tinyproxy squid haproxy python3 iproute2 iptables procps libclang-rt-14-dev systemd man-db \
 	      prometheus
-BENCH_PKGS := gnuplot-nox
+BENCH_PKGS := gnuplot-nox wrk nginx-light
 
 ifeq ($(V),1)
 Q =
@@ -38,8 +38,8 @@ endif
 .SECONDARY:
 .PHONY: all binaries deps test-deps bench-deps run test unit unit-run integration callgraph clean
 
-MODULES  := log fsutil addr config_keys config rules pool http cgroup relay resolver ev buf hist admit http_msg access_log proxy_proto \
-	    conn request upstream http_fwd kernel_relay splice_relay tunnel stream listener \
+MODULES  := log fsutil addr config_keys config rules pool reuse http cgroup relay resolver ev buf hist admit http_msg access_log proxy_proto \
+	    conn request upstream http_fwd kernel_relay splice_relay tunnel health stream listener \
 	    metrics control priv loop
 DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
 	       $(OUT)/llhttp/api.o $(OUT)/llhttp/http.o $(OUT)/llhttp/llhttp.o
@@ -124,13 +124,20 @@ $(OUT)/san/llhttp-%.o: $(LLHTTP)/%.c | $(OUT)/san
 	$(Q)$(CC) $(SANFLAGS) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_H) -c $< -o $@
 
 SAN_LLHTTP := $(OUT)/san/llhttp-api.o $(OUT)/san/llhttp-http.o $(OUT)/san/llhttp-llhttp.o
-$(OUT)/tests/test_config: $(OUT)/san/config.o $(OUT)/san/config_keys.o $(OUT)/san/pool.o $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o
+$(OUT)/tests/test_config: $(OUT)/san/config.o $(OUT)/san/config_keys.o $(OUT)/san/pool.o $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o \
+	$(OUT)/san/ev.o
 $(OUT)/tests/test_rules: $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o
-$(OUT)/tests/test_pool: $(OUT)/san/pool.o $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o
+$(OUT)/tests/test_pool: $(OUT)/san/pool.o $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/log.o $(OUT)/san/ev.o
 $(OUT)/tests/test_http: $(OUT)/san/http.o $(OUT)/san/http_msg.o $(OUT)/san/log.o $(SAN_LLHTTP)
 $(OUT)/tests/test_admit: $(OUT)/san/admit.o $(OUT)/san/addr.o
+$(OUT)/tests/test_reuse: $(OUT)/san/reuse.o $(OUT)/san/ev.o $(OUT)/san/buf.o $(OUT)/san/http.o \
+	$(OUT)/san/log.o $(SAN_LLHTTP)
 $(OUT)/tests/test_proxy_proto: $(OUT)/san/proxy_proto.o
 $(OUT)/tests/test_access_log: $(OUT)/san/access_log.o
+$(OUT)/tests/test_health: $(OUT)/san/health.o $(OUT)/san/config.o $(OUT)/san/config_keys.o \
+	$(OUT)/san/pool.o $(OUT)/san/addr.o $(OUT)/san/rules.o $(OUT)/san/ev.o $(OUT)/san/log.o
+# socket() fails when a test says so (out of fds).
+$(OUT)/tests/test_health: WRAP := -Wl,--wrap=socket
 $(OUT)/tests/test_kernel_relay: $(OUT)/san/kernel_relay.o $(OUT)/san/ev.o $(OUT)/san/log.o $(OUT)/san/addr.o
 # The relay tests script what the kernel says: these calls go to the test's __wrap_*.
 $(OUT)/tests/test_kernel_relay: WRAP := -Wl,--wrap=relay_read_end -Wl,--wrap=relay_release \
@@ -140,7 +147,7 @@ $(OUT)/tests/test_kernel_relay: WRAP := -Wl,--wrap=relay_read_end -Wl,--wrap=rel
 $(OUT)/tests/test_splice_relay: $(OUT)/san/splice_relay.o $(OUT)/san/ev.o $(OUT)/san/log.o
 $(OUT)/tests/test_splice_relay: WRAP := -Wl,--wrap=shutdown
 $(OUT)/tests/test_metrics: $(OUT)/san/metrics.o $(OUT)/san/hist.o $(OUT)/san/buf.o $(OUT)/san/ev.o \
-	$(OUT)/san/log.o $(OUT)/san/addr.o
+	$(OUT)/san/log.o $(OUT)/san/addr.o $(OUT)/san/pool.o
 # The open tunnels' counters come from the test, not from tunnel.c.
 $(OUT)/tests/test_metrics: WRAP := -Wl,--wrap=tunnel_counters
 

@@ -2,7 +2,8 @@
 # Benchmark targets, included by the Makefile (needs its OUT, CC, CFLAGS, Q and msg).
 #   make bench         tgbench B1..B6 on direct, tunnelgated sockmap/splice (1 and 2 hops),
 #                      haproxy 2.6 (2 hops), squid 5.7 and tinyproxy 1.11 (1 hop); medians
-#                      table and build/bench.png (RUNS=3 by default)
+#                      table and build/bench.png (RUNS=3 by default); then B7, plain HTTP
+#                      req/s through tunnelgated to nginx with upstream keep-alive on and off
 #   make bench-smoke   every B-mode, small sizes, one relay=sockmap tunnelgated; seconds
 
 .PHONY: bench bench-smoke

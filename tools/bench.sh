@@ -6,6 +6,7 @@
 #
 #   tools/bench.sh          full run (make bench)
 #   tools/bench.sh smoke    every B-mode, tiny sizes, one relay=sockmap daemon (make bench-smoke)
+#   tools/bench.sh reuse    B7 alone: plain HTTP req/s with upstream keep-alive on and off
 #
 # Setups (each gateway is a fresh process per run, started and stopped by PID):
 #   direct    tgbench client -> origin, no relay: the physical reference
@@ -35,7 +36,7 @@
 #
 # Environment: RUNS (3), BYTES (1G), IDLE (3000), DURATION (5), SAMPLES (20000),
 # SETUPS (all eight, space separated), TESTS (all; e.g. "b4"), UPSTREAM_RELAY (sockmap), OUT (build), TGBENCH,
-# DAEMON, TUNNELCTL, HAPROXY, SQUID, TINYPROXY.
+# DAEMON, TUNNELCTL, HAPROXY, SQUID, TINYPROXY; for B7 WRK, NGINX, B7_CONNS (32).
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -322,6 +323,118 @@ run_setup() {
 	return $rc
 }
 
+# ---- B7: plain HTTP requests/s through tunnelgated, upstream keep-alive on and off ----
+# wrk (keep-alive clients; origin-form GET / with the origin's Host, so the direct pool
+# dials it) -> tunnelgated relay=splice, direct pool -> nginx (one worker, `return 200`,
+# keep-alive). "on": upstream_idle_max = 64 (the default), the upstream connections are
+# reused; "off": upstream_idle_max = 0, one upstream connection per request. Each is a
+# fresh gateway per run, RUNS runs alternating; the medians are printed. Needs wrk and
+# nginx (BENCH_PKGS: wrk, nginx-light); skipped with a message without them.
+WRK=${WRK:-wrk}
+NGINX=${NGINX:-nginx}
+B7_CONNS=${B7_CONNS:-32}	# wrk's client connections
+
+# start_nginx NAME: nginx in the foreground with everything in $TMP/NAME.d; sets PORT, PID.
+start_nginx() {
+	local name=$1 d=$TMP/$1.d
+	PORT=$("$TGBENCH" --free-port) || return 1
+	mkdir -p "$d" || return 1
+	cat > "$d/nginx.conf" <<-EOF
+	daemon off;
+	worker_processes 1;
+	pid $d/nginx.pid;
+	error_log $TMP/$name.log warn;
+	events { worker_connections 4096; }
+	http {
+	    access_log off;
+	    client_body_temp_path $d/body;
+	    proxy_temp_path $d/proxy;
+	    fastcgi_temp_path $d/fastcgi;
+	    uwsgi_temp_path $d/uwsgi;
+	    scgi_temp_path $d/scgi;
+	    keepalive_requests 1000000;
+	    keepalive_timeout 75s;
+	    server {
+	        listen 127.0.0.1:$PORT;
+	        location / { return 200 "tunnelgate bench\n"; }
+	    }
+	}
+	EOF
+	launch "$name" "$NGINX" -p "$d" -c "$d/nginx.conf"
+}
+
+# b7_once NAME IDLE_MAX ORIGIN_PORT: one wrk run through a fresh gateway; prints
+# "REQ_PER_S REUSED REQUESTS".
+b7_once() {
+	local name=$1 out rps reused
+	NINST=$((NINST + 1))
+	PORT=$("$TGBENCH" --free-port) || return 1
+	cat > "$TMP/$name.conf" <<-EOF
+	[gateway]
+	listen = 127.0.0.1:$PORT
+	relay = splice
+	control = $TMP/$name.sock
+	bpf_pin_dir = /sys/fs/bpf/tgbench-$$-$NINST
+	http_ports = *
+	drain_timeout_ms = 2000
+	access_log = $TMP/$name.access.log
+	upstream_idle_max = $2
+
+	[pool up]
+	direct = yes
+	EOF
+	launch "$name" "$DAEMON" -c "$TMP/$name.conf" || return 1
+	local gw=$PID gwport=$PORT
+	out=$(timeout $((DURATION + 60)) "$WRK" -t1 -c"$B7_CONNS" -d"${DURATION}s" \
+		-H "Host: 127.0.0.1:$3" "http://127.0.0.1:$gwport/" 2>&1)
+	printf '%s\n' "$out" >> "$TMP/$name.wrk.log"
+	reused=$("$TUNNELCTL" -s "$TMP/$name.sock" stats 2>/dev/null | awk -F'\t' '$1=="reused"{print $2}')
+	stop_pid "$gw" "$name" || return 1
+	if printf '%s\n' "$out" | grep -q "Non-2xx\|Socket errors"; then
+		echo "bench: B7 $name: wrk saw errors:" >&2
+		printf '%s\n' "$out" >&2
+		return 1
+	fi
+	rps=$(printf '%s\n' "$out" | awk '$1=="Requests/sec:"{print $2}')
+	[ -n "$rps" ] || { echo "bench: B7 $name: no Requests/sec from wrk:" >&2; printf '%s\n' "$out" >&2; return 1; }
+	echo "$rps ${reused:-0} $(printf '%s\n' "$out" | awk '/requests in/{print $1}')"
+}
+
+# median of the numbers on stdin
+median() {
+	sort -g | awk '{ v[++n] = $1 } END { if (n) print n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }'
+}
+
+bench_reuse() {
+	local run on off r oport npid on_r="" off_r="" on_reuse=""
+	if ! command -v "$WRK" >/dev/null 2>&1 || ! command -v "$NGINX" >/dev/null 2>&1; then
+		echo "B7: skipped, wrk or nginx is not installed (make bench-deps installs them)"
+		return 0
+	fi
+	start_nginx b7-nginx || return 1
+	npid=$PID oport=$PORT
+	for run in $(seq "$RUNS"); do
+		on=$(b7_once "b7-on-$run" 64 "$oport") || { stop_pid "$npid" b7-nginx; return 1; }
+		off=$(b7_once "b7-off-$run" 0 "$oport") || { stop_pid "$npid" b7-nginx; return 1; }
+		printf '  B7 run %d: reuse on %s req/s (%s of %s requests reused), off %s req/s\n' "$run" \
+			"${on%% *}" "$(echo "$on" | cut -d' ' -f2)" "$(echo "$on" | cut -d' ' -f3)" "${off%% *}"
+		on_r="$on_r ${on%% *}" off_r="$off_r ${off%% *}"
+	done
+	stop_pid "$npid" b7-nginx QUIT || true
+	on=$(printf '%s\n' $on_r | median) off=$(printf '%s\n' $off_r | median)
+	printf '\nB7 plain HTTP req/s, wrk -c%s %ss -> tunnelgated (direct pool) -> nginx; medians of %s run(s):\n' \
+		"$B7_CONNS" "$DURATION" "$RUNS"
+	printf '  %-40s %10.0f\n' "reuse on  (upstream_idle_max = 64)" "$on"
+	printf '  %-40s %10.0f\n' "reuse off (upstream_idle_max = 0)" "$off"
+	awk -v a="$on" -v b="$off" 'BEGIN { if (b > 0) printf "  %-40s %10.2f\n", "on/off", a / b }'
+}
+
+if [ "$MODE" = reuse ]; then
+	# tools/bench.sh reuse: B7 alone.
+	bench_reuse || die "B7 failed (see above)"
+	exit 0
+fi
+
 if [ "$MODE" = smoke ]; then
 	echo "bench-smoke: B1..B6 with --verify against one tunnelgated relay=sockmap (direct pool)"
 	run_setup sockmap1 "$TMP/smoke.out" all --verify --bytes 64M --tunnels 8 --samples 500 \
@@ -342,7 +455,7 @@ if [ "$MODE" = report ]; then
 	[ -d "$RES" ] || die "report: want the logs dir of a run (KEEP_TMP=1 keeps it)"
 	RUNS=$(ls "$RES" | sed 's/.*\.//' | sort -u | wc -l)
 elif [ "$MODE" != full ]; then
-	die "unknown mode '$MODE' (full, smoke or report DIR)"
+	die "unknown mode '$MODE' (full, smoke, reuse or report DIR)"
 fi
 mkdir -p "$RES" "$OUT" || die "cannot create $RES"
 [ "$MODE" = report ] || echo "bench: $RUNS run(s) of: $SETUPS; BYTES=$BYTES IDLE=$IDLE DURATION=${DURATION}s SAMPLES=$SAMPLES"
@@ -474,6 +587,8 @@ function check(what, got, op, want,   ok) {
 	printf "  %-5s %s: %s\n", ok ? "MET" : "MISS", what, got
 }
 ' "$TMP/medians"
+
+[ "$MODE" = report ] || bench_reuse || die "B7 failed (see above)"
 
 if command -v gnuplot >/dev/null 2>&1; then
 	if gnuplot -e "datafile='$OUT/bench.dat'; outfile='$OUT/bench.png'; runs=$RUNS" \

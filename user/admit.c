@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Connections per client address. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +15,9 @@ struct client {
 	struct client *next;
 };
 
+/* One table for every worker: a lock per accept and per close, never per byte. */
 struct admit {
+	pthread_mutex_t lock;
 	struct client *b[BUCKETS];
 };
 
@@ -40,7 +43,11 @@ static struct client **link_of(struct admit *a, const uint8_t ip[16])
 
 struct admit *admit_new(void)
 {
-	return calloc(1, sizeof(struct admit));
+	struct admit *a = calloc(1, sizeof(struct admit));
+
+	if (a)
+		pthread_mutex_init(&a->lock, NULL);
+	return a;
 }
 
 void admit_free(struct admit *a)
@@ -54,6 +61,7 @@ void admit_free(struct admit *a)
 			a->b[i] = c->next;
 			free(c);
 		}
+	pthread_mutex_destroy(&a->lock);
 	free(a);
 }
 
@@ -61,10 +69,14 @@ unsigned admit_count(struct admit *a, const struct sockaddr_any *client)
 {
 	uint8_t ip[16];
 	struct client *c;
+	unsigned n;
 
 	sockaddr_ip16(client, ip);
+	pthread_mutex_lock(&a->lock);
 	c = *link_of(a, ip);
-	return c ? c->n : 0;
+	n = c ? c->n : 0;
+	pthread_mutex_unlock(&a->lock);
+	return n;
 }
 
 int admit_add(struct admit *a, const struct sockaddr_any *client)
@@ -72,17 +84,21 @@ int admit_add(struct admit *a, const struct sockaddr_any *client)
 	uint8_t ip[16];
 	struct client **p, *c;
 
+	int err = 0;
+
 	sockaddr_ip16(client, ip);
+	pthread_mutex_lock(&a->lock);
 	p = link_of(a, ip);
-	if (!*p) {
-		c = calloc(1, sizeof(*c));
-		if (!c)
-			return -ENOMEM;
+	if (!*p && (c = calloc(1, sizeof(*c)))) {
 		memcpy(c->ip, ip, 16);
 		*p = c;
 	}
-	(*p)->n++;
-	return 0;
+	if (*p)
+		(*p)->n++;
+	else
+		err = -ENOMEM;
+	pthread_mutex_unlock(&a->lock);
+	return err;
 }
 
 void admit_del(struct admit *a, const struct sockaddr_any *client)
@@ -91,10 +107,13 @@ void admit_del(struct admit *a, const struct sockaddr_any *client)
 	struct client **p, *c;
 
 	sockaddr_ip16(client, ip);
+	pthread_mutex_lock(&a->lock);
 	p = link_of(a, ip);
 	c = *p;
-	if (!c || --c->n)
-		return;
-	*p = c->next;
+	if (c && !--c->n)
+		*p = c->next;
+	else
+		c = NULL;
+	pthread_mutex_unlock(&a->lock);
 	free(c);
 }

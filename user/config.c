@@ -44,10 +44,18 @@ static int end_section(struct parser *ps)
 			return cfg_fail_at(ps, -EINVAL, ps->sec_line,
 				       "pool '%s' has no server; add 'server = host:port' or 'direct = yes'",
 				       p->name);
+		if (p->check == CHECK_HTTP_CONNECT && !p->check_target[0])
+			return cfg_fail_at(ps, -EINVAL, ps->sec_line,
+				       "pool '%s': check = http_connect needs check_target = IP:port (what the check CONNECTs to)",
+				       p->name);
+		if (p->check != CHECK_NONE && p->direct)
+			return cfg_fail_at(ps, -EINVAL, ps->sec_line,
+				       "pool '%s' is direct = yes: it has no servers to check; remove check",
+				       p->name);
 	}
 	if (ps->def->sec == SEC_RULE && !key_line(ps, "action"))
 		return cfg_fail_at(ps, -EINVAL, ps->sec_line,
-			       "rule '%s' has no action; add 'action = reject | pool NAME | tunnel'",
+			       "rule '%s' has no action; add 'action = reject | pool NAME | tunnel [NAME]'",
 			       cur_rule(ps)->name);
 	return 0;
 }
@@ -67,6 +75,12 @@ static int add_pool(struct parser *ps, const char *name)
 	memset(&pools[cfg->npools], 0, sizeof(*pools));
 	strcpy(pools[cfg->npools].name, name);
 	pools[cfg->npools].balance = BAL_ROUNDROBIN;
+	pools[cfg->npools].check_interval_ms = 2000;
+	pools[cfg->npools].check_timeout_ms = 1000;
+	pools[cfg->npools].rise = 2;
+	pools[cfg->npools].fall = 3;
+	pools[cfg->npools].queue_max = 128;
+	pools[cfg->npools].queue_timeout_ms = 5000;
 	cfg->npools++;
 	return 0;
 }
@@ -260,6 +274,9 @@ static int bind_servers(struct parser *ps)
 	for (unsigned i = 0; i < cfg->npools; i++) {
 		struct pool *p = &cfg->pools[i];
 
+		p->state = pool_state_get(p->name);
+		if (!p->state)
+			return cfg_fail_at(ps, -ENOMEM, 0, "out of memory");
 		for (unsigned j = 0; j < p->nservers; j++) {
 			p->servers[j].state = server_state_get(p->name, &p->servers[j].addr);
 			if (!p->servers[j].state)
@@ -285,7 +302,7 @@ static int finish(struct parser *ps)
 	for (unsigned i = 0; i < cfg->nrules; i++) {
 		struct rule *r = &cfg->rules[i];
 
-		if (r->action != ACT_POOL)
+		if (r->action != ACT_POOL && !(r->action == ACT_TUNNEL && ps->rule_pool[i][0]))
 			continue;
 		r->pool = find_pool(cfg, ps->rule_pool[i]);
 		if (r->pool < 0)
@@ -338,6 +355,8 @@ static void set_defaults(struct config *cfg)
 	cfg->seccomp = TG_DEFAULT_SECCOMP;
 	cfg->resolver_timeout_ms = 5000;
 	cfg->resolver_max_queries = 256;
+	cfg->upstream_idle_max = 64;
+	cfg->upstream_idle_timeout_ms = 10000;
 }
 
 int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
@@ -388,6 +407,7 @@ void config_free(struct config *cfg)
 	for (unsigned i = 0; i < cfg->npools; i++) {
 		for (unsigned j = 0; j < cfg->pools[i].nservers; j++)
 			server_state_put(cfg->pools[i].servers[j].state);
+		pool_state_put(cfg->pools[i].state);
 		free(cfg->pools[i].servers);
 	}
 	free(cfg->pools);
@@ -410,7 +430,7 @@ void config_free(struct config *cfg)
 
 void config_put(struct config *cfg)
 {
-	if (cfg && --cfg->refs == 0) {
+	if (cfg && __atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL) == 0) {
 		config_free(cfg);
 		free(cfg);
 	}

@@ -14,6 +14,7 @@
 
 #define CFG_MAX_LISTEN 16
 #define CFG_NAME_MAX 64
+#define CFG_MAX_WORKERS 64       /* event loops (threads) at most */
 
 enum relay_mode { RELAY_AUTO, RELAY_SOCKMAP, RELAY_SPLICE };
 enum pause_mode { PAUSE_SOCKOPS, PAUSE_HOLD };
@@ -30,12 +31,14 @@ enum balance { BAL_ROUNDROBIN, BAL_LEASTCONN, BAL_SOURCE, BAL_TARGET };
 enum rule_action { ACT_REJECT, ACT_POOL, ACT_TUNNEL };
 
 struct server_state;
+struct pool_state;
 
 /* An upstream proxy server of a pool. */
 struct server {
 	struct sockaddr_any addr;
 	char name[CFG_NAME_MAX]; /* "ip:port" or "[ip6]:port", for logs and the CLI */
 	unsigned weight;         /* 1..1000, default 1 */
+	unsigned maxconn;        /* connections through it at once; 0 = no limit */
 	/*
 	 * Its runtime state (pool.c), shared with every other loaded config that has
 	 * the same server in a pool of the same name: a reload keeps the counts.
@@ -43,12 +46,23 @@ struct server {
 	struct server_state *state;
 };
 
+/* The active health check of a pool's servers (health.c). */
+enum check_kind { CHECK_NONE, CHECK_CONNECT, CHECK_HTTP_CONNECT };
+
 struct pool {
 	char name[CFG_NAME_MAX];
 	bool direct;             /* the gateway dials the CONNECT target itself */
 	enum balance balance;
 	struct server *servers;
 	unsigned nservers;
+	/* Health: `fall` failures in a row take a server down, `rise` checks bring it back. */
+	enum check_kind check;
+	char check_target[300];  /* http_connect: the CONNECT target, "host:port" */
+	unsigned check_interval_ms, check_timeout_ms, rise, fall;
+	/* Clients waiting for a server under its maxconn, and for how long. */
+	unsigned queue_max, queue_timeout_ms;
+	unsigned send_proxy;     /* PROXY protocol version sent to its upstreams; 0 = none */
+	struct pool_state *state; /* runtime state (pool.c), shared across reloads by name */
 };
 
 /* An IPv4 or IPv6 prefix; IPv4 is stored as IPv4-mapped IPv6 (::ffff:a.b.c.d, len + 96). */
@@ -76,12 +90,13 @@ struct rule {
 	unsigned ndest_not_in;
 	/* Action. */
 	enum rule_action action;
-	int pool;                /* index into config.pools for ACT_POOL */
+	int pool;                /* index into config.pools: ACT_POOL, and ACT_TUNNEL (-1: default) */
 };
 
 struct config {
 	char *path;
 	struct sockaddr_any listen[CFG_MAX_LISTEN];
+	bool accept_proxy[CFG_MAX_LISTEN]; /* listen[i] takes a PROXY header first */
 	unsigned nlisten;
 	enum relay_mode relay;
 	char control[108];       /* unix socket path (sun_path size) */
@@ -114,6 +129,8 @@ struct config {
 	unsigned resolver_timeout_ms; /* a look-up's answer or 504 */
 	unsigned resolver_max_queries; /* look-ups in flight; more wait in order */
 	struct sockaddr_any metrics_listen; /* GET /metrics served here (metrics.c); len 0: off */
+	unsigned upstream_idle_max; /* idle upstream connections kept for reuse, in all; 0: none */
+	unsigned upstream_idle_timeout_ms; /* an idle upstream connection closes after this */
 	/*
 	 * This gateway's pseudonym in Via, unique per instance so that a chain of two
 	 * gateways is not taken for a loop; default "hostname:port" of the first listen.
@@ -138,7 +155,8 @@ struct config {
  * relay_sndbuf_bytes and relay_rcvbuf_bytes TG_DEFAULT_RELAY_SNDBUF/RCVBUF, access_log "-"
  * (access_log_format text),
  * resolver /etc/resolv.conf's servers, resolver_timeout_ms 5000, resolver_max_queries 256,
- * user nobody, seccomp TG_DEFAULT_SECCOMP (yes).
+ * user nobody, seccomp TG_DEFAULT_SECCOMP (yes), upstream_idle_max 64,
+ * upstream_idle_timeout_ms 10000.
  * At least one listen and one pool are
  * required; [route] default names an existing pool (if absent and there is exactly
  * one pool, that pool is the default).
@@ -147,6 +165,12 @@ int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
 
 /* Free everything config_load() allocated. Safe on a zeroed or failed config. */
 void config_free(struct config *cfg);
+
+/* One more reference to @cfg (cfg->refs; atomic: every worker holds configs). */
+static inline void config_get(struct config *cfg)
+{
+	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_RELAXED);
+}
 
 /* Drop a reference to the heap-allocated @cfg (cfg->refs); the last one frees it. */
 void config_put(struct config *cfg);

@@ -65,16 +65,24 @@ bool cfg_valid_name(const char *s)
 
 /* ---- [gateway] ---- */
 
+/* "host:port [accept_proxy]" */
 static int set_listen(struct parser *ps, const struct key_def *k, const char *v)
 {
 	struct config *cfg = ps->cfg;
 	struct sockaddr_any a;
-	char name[CFG_NAME_MAX];
+	char name[CFG_NAME_MAX], addr[300];
+	const char *opt = v + strcspn(v, " \t");
 	int err;
 
 	(void)k;
 	if (cfg->nlisten == CFG_MAX_LISTEN)
 		return fail(ps, "too many listen addresses (at most %d); remove some", CFG_MAX_LISTEN);
+	snprintf(addr, sizeof(addr), "%.*s", (int)(opt - v), v);
+	opt += strspn(opt, " \t");
+	if (*opt && strcmp(opt, "accept_proxy"))
+		return fail(ps, "listen option '%s' is not known (the only one is accept_proxy)", opt);
+	cfg->accept_proxy[cfg->nlisten] = *opt != '\0';
+	v = addr;
 	err = parse_hostport(v, &a);
 	if (err == -ENOENT)
 		return fail(ps, "listen '%s': cannot resolve the host name; use an IP address", v);
@@ -153,7 +161,9 @@ static int set_string(struct parser *ps, const struct key_def *k, const char *v)
 static int set_number(struct parser *ps, const struct key_def *k, const char *v)
 {
 	unsigned long long n;
-	void *field = (char *)ps->cfg + k->off;
+	/* [gateway] keys are fields of struct config, [pool] keys of the current pool. */
+	void *field = (ps->def && ps->def->sec == SEC_POOL ? (char *)cur_pool(ps) : (char *)ps->cfg) +
+		      k->off;
 
 	if (parse_ull(v, &n) || n < k->min || n > k->max)
 		return fail(ps, "%s = '%s' is not a whole decimal number in %llu..%llu", k->name, v,
@@ -266,13 +276,33 @@ static int set_balance(struct parser *ps, const struct key_def *k, const char *v
 	return fail(ps, "balance '%s' is not one of roundrobin, leastconn, source, target", v);
 }
 
-/* "host:port [weight=N]" */
+/* One "weight=N" or "maxconn=N" of a server line. */
+static int server_option(struct parser *ps, struct server *s, const char *tok)
+{
+	unsigned long long n;
+
+	if (!strncmp(tok, "weight=", 7)) {
+		if (parse_ull(tok + 7, &n) || n < 1 || n > 1000)
+			return fail(ps, "server weight '%s' is not a whole number in 1..1000", tok + 7);
+		s->weight = n;
+		return 0;
+	}
+	if (!strncmp(tok, "maxconn=", 8)) {
+		if (parse_ull(tok + 8, &n) || n > 1000000)
+			return fail(ps, "server maxconn '%s' is not a whole number in 0..1000000 (0: no limit)",
+				    tok + 8);
+		s->maxconn = n;
+		return 0;
+	}
+	return fail(ps, "server option '%s' is not known (expected weight=N or maxconn=N)", tok);
+}
+
+/* "host:port [weight=N] [maxconn=N]" */
 static int set_server(struct parser *ps, const struct key_def *k, const char *v)
 {
 	struct pool *p = cur_pool(ps);
 	struct server *s, *servers;
 	char *copy, *tok, *save = NULL;
-	unsigned long long w;
 	int err;
 
 	(void)k;
@@ -297,14 +327,8 @@ static int set_server(struct parser *ps, const struct key_def *k, const char *v)
 	else if (err)
 		err = fail(ps, "server '%s' is not host:port (e.g. 127.0.0.1:8888 or [::1]:8888, port 1-65535)",
 			   tok);
-	while (!err && (tok = strtok_r(NULL, " \t", &save))) {
-		if (strncmp(tok, "weight=", 7))
-			err = fail(ps, "server option '%s' is not known (expected weight=N)", tok);
-		else if (parse_ull(tok + 7, &w) || w < 1 || w > 1000)
-			err = fail(ps, "server weight '%s' is not a whole number in 1..1000", tok + 7);
-		else
-			s->weight = w;
-	}
+	while (!err && (tok = strtok_r(NULL, " \t", &save)))
+		err = server_option(ps, s, tok);
 	free(copy);
 	if (err)
 		return err;
@@ -375,6 +399,48 @@ static int set_direct(struct parser *ps, const struct key_def *k, const char *v)
 	if (p->direct && p->nservers)
 		return fail(ps, "pool '%s' has servers and cannot also be direct = yes; remove one of them",
 			    p->name);
+	return 0;
+}
+
+static int set_check(struct parser *ps, const struct key_def *k, const char *v)
+{
+	static const char *const names[] = { "none", "connect", "http_connect" };
+
+	(void)k;
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!strcmp(v, names[i])) {
+			cur_pool(ps)->check = (enum check_kind)i;
+			return 0;
+		}
+	}
+	return fail(ps, "check '%s' is not one of none, connect, http_connect", v);
+}
+
+/* The CONNECT target of check = http_connect: an address, so a check sends no DNS query. */
+static int set_check_target(struct parser *ps, const struct key_def *k, const char *v)
+{
+	struct sockaddr_any a;
+
+	(void)k;
+	if (strlen(v) >= sizeof(cur_pool(ps)->check_target) || parse_hostport(v, &a) ||
+	    (v[0] != '[' && !isdigit((unsigned char)v[0])))
+		return fail(ps, "check_target '%s' is not IP:port (e.g. 192.0.2.10:443 or [2001:db8::1]:443)",
+			    v);
+	strcpy(cur_pool(ps)->check_target, v);
+	return 0;
+}
+
+static int set_send_proxy(struct parser *ps, const struct key_def *k, const char *v)
+{
+	(void)k;
+	if (!strcmp(v, "no"))
+		cur_pool(ps)->send_proxy = 0;
+	else if (!strcmp(v, "v1"))
+		cur_pool(ps)->send_proxy = 1;
+	else if (!strcmp(v, "v2"))
+		cur_pool(ps)->send_proxy = 2;
+	else
+		return fail(ps, "send_proxy '%s' is not one of no, v1, v2", v);
 	return 0;
 }
 
@@ -542,19 +608,21 @@ static int set_action(struct parser *ps, const struct key_def *k, const char *v)
 	}
 	if (!strcmp(v, "tunnel")) {
 		r->action = ACT_TUNNEL;
+		r->pool = -1; /* the default pool */
 		return 0;
 	}
-	if (!strncmp(v, "pool", 4) && isspace((unsigned char)v[4])) {
-		for (name = v + 4; isspace((unsigned char)*name); name++)
+	if ((!strncmp(v, "pool", 4) && isspace((unsigned char)v[4])) ||
+	    (!strncmp(v, "tunnel", 6) && isspace((unsigned char)v[6]))) {
+		for (name = v + 4 + 2 * (v[0] == 't'); isspace((unsigned char)*name); name++)
 			;
 		if (!cfg_valid_name(name))
 			return fail(ps, "action '%s': pool name must be letters, digits, '-', '_' or '.'", v);
-		r->action = ACT_POOL;
+		r->action = v[0] == 't' ? ACT_TUNNEL : ACT_POOL;
 		/* Pools may be defined further down: resolved once the whole file is read. */
 		strcpy(ps->rule_pool[ps->cfg->nrules - 1], name);
 		return 0;
 	}
-	return fail(ps, "action '%s' is not one of reject, pool NAME, tunnel", v);
+	return fail(ps, "action '%s' is not one of reject, pool NAME, tunnel, tunnel NAME", v);
 }
 
 /* ---- [route] ---- */
@@ -572,6 +640,8 @@ static int set_default(struct parser *ps, const struct key_def *k, const char *v
 #define CFG_FIELD(f) .off = offsetof(struct config, f), .size = sizeof(((struct config *)0)->f)
 #define STRING(f) .name = #f, .set = set_string, CFG_FIELD(f)
 #define NUMBER(f, lo, hi) .name = #f, .set = set_number, CFG_FIELD(f), .min = lo, .max = hi
+#define POOL_NUMBER(f, lo, hi) .name = #f, .set = set_number, .off = offsetof(struct pool, f), \
+	.size = sizeof(((struct pool *)0)->f), .min = lo, .max = hi
 
 static const struct key_def gateway_keys[] = {
 	{ .name = "listen", .set = set_listen, .repeat = true },
@@ -604,12 +674,23 @@ static const struct key_def gateway_keys[] = {
 	/* Last: the unknown-key message lists the first 256 bytes' worth of keys. */
 	{ .name = "access_log_format", .set = set_access_log_format },
 	{ .name = "metrics_listen", .set = set_metrics_listen },
+	{ NUMBER(upstream_idle_max, 0, 65536) },
+	{ NUMBER(upstream_idle_timeout_ms, 1, TIMEOUT_MAX) },
 };
 
 static const struct key_def pool_keys[] = {
 	{ .name = "balance", .set = set_balance },
 	{ .name = "server", .set = set_server, .repeat = true },
 	{ .name = "direct", .set = set_direct },
+	{ .name = "check", .set = set_check },
+	{ .name = "check_target", .set = set_check_target },
+	{ POOL_NUMBER(check_interval_ms, 100, TIMEOUT_MAX) },
+	{ POOL_NUMBER(check_timeout_ms, 10, TIMEOUT_MAX) },
+	{ POOL_NUMBER(rise, 1, 100) },
+	{ POOL_NUMBER(fall, 1, 100) },
+	{ POOL_NUMBER(queue_max, 0, 1000000) },
+	{ POOL_NUMBER(queue_timeout_ms, 1, TIMEOUT_MAX) },
+	{ .name = "send_proxy", .set = set_send_proxy },
 };
 
 static const struct key_def rule_keys[] = {

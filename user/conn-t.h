@@ -11,6 +11,7 @@
 #include "config.h"
 #include "ev.h"
 #include "http.h"
+#include "pool.h"
 #include "rules.h"
 
 /* A body being relayed stops being read while this much waits for the peer. */
@@ -32,6 +33,8 @@ enum conn_state {
 				  * resolves it (in CS_DIAL) and leaves in CS_RULES */
 	CS_RULES,                /* passing: the address is known, request.c runs the rules */
 	CS_ROUTE,                /* passing: routed to c->pool, upstream.c picks and dials */
+	CS_QUEUED,               /* upstream.c: every usable server is at maxconn; waiting in
+				  * the pool's queue (stream.c wakes it in CS_ROUTE) */
 	CS_DIAL,                 /* upstream.c: resolving the target, or connecting */
 	CS_CONNECTED,            /* passing: connected, http_fwd.c sends the request head */
 	CS_DIAL_FAILED,          /* passing: the upstream failed before answering (c->dial_err) */
@@ -70,7 +73,10 @@ struct conn {
 	uint64_t deadline_ms;    /* 0 = none */
 	uint64_t start_ms;
 
-	struct sockaddr_any caddr;
+	struct sockaddr_any caddr; /* the client: the peer, or a PROXY header's source */
+	struct sockaddr_any peer;  /* the socket's peer, as admitted (max_connections_per_client) */
+	struct sockaddr_any daddr; /* where the client connected to: a PROXY header's, or len 0 */
+	bool want_proxy;         /* accept_proxy listener: no PROXY header read yet */
 	char cname[64];          /* client "ip:port" */
 
 	/* Client input: the request head, then whatever the client sent after it. */
@@ -89,6 +95,9 @@ struct conn {
 	/* Upstream. */
 	struct pool *pool;
 	struct server *server;   /* NULL for a direct pool */
+	struct pool_waiter qnode; /* CS_QUEUED: its place in the pool's queue */
+	bool dequeued;           /* woken from the queue: if still full, back to its head */
+	unsigned retry_after;    /* seconds for a Retry-After in the next conn_reply(), 0: none */
 	int attempts;
 	uint64_t dial_us;        /* when the current attempt's connect() started (now_us()) */
 	int dial_err;            /* CS_DIAL_FAILED: -errno */
@@ -102,10 +111,21 @@ struct conn {
 	uint64_t urecvd;         /* bytes read from the upstream socket, ever */
 	unsigned interims;       /* 1xx heads relayed for the current request */
 	bool upstream_eof;
+	/*
+	 * Upstream keep-alive (reuse.c). A request goes on a parked connection only if it
+	 * can be sent again: what was sent stays in resend until the answer's first byte,
+	 * and a failure before it resends once on a fresh connection (reuse_retried).
+	 */
+	bool reused;             /* the upstream connection was taken from the idle store */
+	bool reuse_private;      /* it carried credentials: parked for this client only */
+	bool reuse_retried;      /* a reused one failed: no more reuse for this request */
+	char *resend;            /* while reused: the request head (and body) as sent */
+	size_t resend_len;
 
 	struct obuf to_client, to_up;
 	bool close_after_reply;
 	bool http_fwd;           /* a plain HTTP request (not CONNECT) being forwarded */
+	bool raw_tunnel;         /* action = tunnel: the request as sent, then raw bytes */
 	bool req_body_done;      /* its body has been read whole */
 	uint64_t body_start_ms, body_last_ms; /* its body: when it started, last bytes read */
 	uint32_t fwd_path_off, fwd_path_len; /* origin-form path in cbuf, for a direct pool */

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "pool.h"
 #include "resolver.h"
+#include "reuse.h"
 
 struct conn *conn_new(struct gateway *gw, int fd, const struct sockaddr_any *a)
 {
@@ -41,11 +42,11 @@ struct conn *conn_new(struct gateway *gw, int fd, const struct sockaddr_any *a)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->gw = gw;
 	c->cfg = gw->cfg;
-	c->cfg->refs++;
+	config_get(c->cfg);
 	c->ccap = c->cfg->max_header_bytes;
 	c->ch = (struct handle){ .kind = H_CLIENT, .fd = fd, .owner = c };
 	c->uh = (struct handle){ .kind = H_UPSTREAM, .fd = -1, .owner = c };
-	c->caddr = *a;
+	c->caddr = c->peer = *a;
 	sockaddr_fmt(a, c->cname, sizeof(c->cname));
 	c->state = CS_REQ_HEAD;
 	c->start_ms = now_ms();
@@ -130,8 +131,9 @@ void conn_drop_upstream(struct conn *c)
 		c->rreq = NULL;
 	}
 	ev_forget(&c->uh);
+	pool_queue_leave(&c->qnode);
 	if (c->server) {
-		pool_release(c->server);
+		pool_release(c->pool, c->server);
 		c->server = NULL;
 	}
 }
@@ -148,8 +150,9 @@ void conn_close(struct conn *c, const char *why)
 		c->teardown(c);
 	c->state = CS_CLOSED;
 	conn_drop_upstream(c);
+	reuse_drop_owner(gw->reuse, c); /* its private idle upstream connections */
 	ev_forget(&c->ch);
-	admit_del(gw->admit, &c->caddr);
+	admit_del(gw->admit, &c->peer);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -161,6 +164,7 @@ void conn_close(struct conn *c, const char *why)
 	free(c->ubuf);
 	free(c->req);
 	free(c->resp);
+	free(c->resend);
 	obuf_free(&c->to_client);
 	obuf_free(&c->to_up);
 	config_put(c->cfg);
@@ -201,7 +205,7 @@ bool conn_sent_past_head(struct conn *c)
 
 void conn_reply(struct conn *c, int status, bool keep, const char *fmt, ...)
 {
-	char body[512], head[256];
+	char body[512], head[256], retry[40] = "";
 	va_list ap;
 	int blen, hlen;
 
@@ -214,9 +218,13 @@ void conn_reply(struct conn *c, int status, bool keep, const char *fmt, ...)
 		blen = sizeof(body) - 2;
 	body[blen++] = '\n';
 	keep = keep && c->req_len > 0 && c->req->keep_alive && !conn_sent_past_head(c);
+	if (c->retry_after)
+		snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", c->retry_after);
+	c->retry_after = 0;
 	hlen = snprintf(head, sizeof(head),
-			"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n",
-			status, http_reason_phrase(status), blen, keep ? "" : "Connection: close\r\n");
+			"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s%s\r\n",
+			status, http_reason_phrase(status), blen, retry,
+			keep ? "" : "Connection: close\r\n");
 	c->status = status;
 	pr_debug("%s: %d %.*s", c->cname, status, blen - 1, body);
 	conn_drop_upstream(c);
@@ -245,7 +253,7 @@ int conn_take_config(struct conn *c)
 		c->cbuf = b;
 		c->ccap = cur->max_header_bytes;
 	}
-	cur->refs++;
+	config_get(cur);
 	config_put(c->cfg);
 	c->cfg = cur;
 	http_head_init(c->req, true, cur->max_header_bytes);
@@ -276,11 +284,16 @@ void conn_next_request(struct conn *c)
 	c->pool = NULL;
 	c->uaddr_set = false;
 	c->attempts = 0;
+	c->dequeued = false;
 	c->ulen = 0;
 	c->upstream_eof = false;
+	c->reused = c->reuse_private = c->reuse_retried = false;
+	free(c->resend);
+	c->resend = NULL;
 	c->body_up = c->body_down = 0;
 	c->interims = 0;
 	c->http_fwd = false;
+	c->raw_tunnel = false;
 	c->state = CS_REQ_HEAD;
 	c->start_ms = now_ms();
 	c->deadline_ms = c->start_ms + c->cfg->header_timeout_ms;

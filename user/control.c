@@ -242,6 +242,7 @@ static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 	out(cc, "rejected\t%" PRIu64 "\n", s->rejected);
 	out(cc, "bad_requests\t%" PRIu64 "\n", s->bad_requests);
 	out(cc, "upstream_errors\t%" PRIu64 "\n", s->upstream_errors);
+	out(cc, "reused\t%" PRIu64 "\n", s->upstream_reused);
 	out(cc, "timeouts\t%" PRIu64 "\n", s->timeouts);
 	out(cc, "max_connections\t%u\n", gw->max_conns);
 	out(cc, "max_connections_per_client\t%u\n", gw->cfg->max_connections_per_client);
@@ -259,6 +260,22 @@ static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 	stats_metrics(gw, cc);
 }
 
+/* One server of `pools`: the columns of tunnelctl's header, tab separated. */
+static void pool_line(struct ctl_client *cc, const struct pool *p, const struct server *s)
+{
+	const struct server_state *st = s->state;
+	char maxconn[16] = "-", last[80] = "-";
+
+	if (s->maxconn)
+		snprintf(maxconn, sizeof(maxconn), "%u", s->maxconn);
+	if (st->last_ms)
+		snprintf(last, sizeof(last), "%s (%" PRIu64 " ms ago)", st->last,
+			 now_ms() - st->last_ms);
+	out(cc, "%s\t%s\t%s\t%u\t%u\t%" PRIu64 "\t%" PRIu64 "\t%s\t%s\t%u\t%s\n", p->name,
+	    config_balance_name(p->balance), s->name, s->weight, st->active, st->picks,
+	    st->failures, pool_server_state_name(st), maxconn, p->state->queued, last);
+}
+
 static void cmd_pools(struct gateway *gw, struct ctl_client *cc)
 {
 	const struct config *cfg = gw->cfg;
@@ -267,16 +284,11 @@ static void cmd_pools(struct gateway *gw, struct ctl_client *cc)
 		const struct pool *p = &cfg->pools[i];
 
 		if (p->direct) {
-			out(cc, "%s\tdirect\t-\t-\t-\t-\t-\n", p->name);
+			out(cc, "%s\tdirect\t-\t-\t-\t-\t-\tup\t-\t0\t-\n", p->name);
 			continue;
 		}
-		for (unsigned j = 0; j < p->nservers; j++) {
-			const struct server *s = &p->servers[j];
-
-			out(cc, "%s\t%s\t%s\t%u\t%u\t%" PRIu64 "\t%" PRIu64 "\n", p->name,
-			    config_balance_name(p->balance), s->name, s->weight, s->state->active,
-			    s->state->picks, s->state->failures);
-		}
+		for (unsigned j = 0; j < p->nservers; j++)
+			pool_line(cc, p, &p->servers[j]);
 	}
 }
 
@@ -298,6 +310,19 @@ static void cmd_kill(struct gateway *gw, struct ctl_client *cc, const char *arg)
 		}
 	}
 	out(cc, "error\tno open tunnel with id %llu\n", id);
+}
+
+/* drain SERVER / undrain SERVER */
+static void cmd_drain(struct ctl_client *cc, const char *spec, bool drain)
+{
+	if (!*spec || !pool_drain(spec, drain)) {
+		out(cc, "error\tno server '%s' in any pool (give ip:port or POOL/ip:port as tunnelctl pools shows them)\n",
+		    spec);
+		return;
+	}
+	if (!drain)
+		pool_queue_kick();
+	out(cc, "ok\n");
 }
 
 static void ctl_client_close(struct ctl_client *cc)
@@ -322,8 +347,13 @@ static void ctl_request(struct gateway *gw, struct ctl_client *cc)
 		cmd_pools(gw, cc);
 	else if (!strncmp(cc->req, "kill ", 5))
 		cmd_kill(gw, cc, cc->req + 5);
+	else if (!strncmp(cc->req, "drain ", 6))
+		cmd_drain(cc, cc->req + 6, true);
+	else if (!strncmp(cc->req, "undrain ", 8))
+		cmd_drain(cc, cc->req + 8, false);
 	else
-		out(cc, "error\tunknown command '%s' (list, stats, pools, kill ID)\n", cc->req);
+		out(cc, "error\tunknown command '%s' (list, stats, pools, drain SERVER, undrain SERVER, kill ID)\n",
+		    cc->req);
 	cc->rlen = 0;
 }
 

@@ -8,7 +8,8 @@
 #include "ev.h"
 #include "log.h"
 
-static int epfd = -1;
+/* Each worker thread polls its own instance. */
+static __thread int epfd = -1;
 
 int ev_open(void)
 {

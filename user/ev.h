@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The poller: one epoll instance per process, and the handle every polled fd is
+ * The poller: one epoll instance per worker thread, and the handle every polled fd is
  * registered with. The lowest layer of the daemon: it calls nothing of ours.
  */
 #ifndef TUNNELGATE_EV_H
@@ -14,6 +14,8 @@ enum handle_kind {
 	H_LISTEN, H_CLIENT, H_UPSTREAM, H_SIGNAL, H_CONTROL, H_CTL_CLIENT, H_RESOLVER,
 	H_METRICS,               /* metrics_listen's listener (metrics.c) */
 	H_METRICS_CLIENT,        /* a connection to it, one GET /metrics */
+	H_HEALTH,                /* an active health check's socket (health.c) */
+	H_IDLE,                  /* an idle upstream connection kept for reuse (reuse.c) */
 };
 
 /* What epoll's data.ptr points at. */

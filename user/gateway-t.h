@@ -15,11 +15,14 @@
 #include "hist.h"
 #include "tunnel-t.h"
 
+struct health;
 struct metrics_client;
+struct reuse;
 
 struct listener {
 	struct handle h;
 	struct sockaddr_any addr;
+	bool accept_proxy;       /* connections start with a PROXY header (listen ... accept_proxy) */
 	struct listener *next;
 };
 
@@ -66,6 +69,7 @@ struct req_stats {
 	struct upstream_errs uerr[UPSTREAM_ERR_PAIRS]; /* conn_upstream_error() */
 	unsigned nuerr;
 	struct hist connect;     /* dial start to connected, successful dials only */
+	uint64_t upstream_reused; /* plain requests sent on a reused upstream connection */
 };
 
 struct gateway {
@@ -103,9 +107,13 @@ struct gateway {
 	struct conn *graveyard;  /* closed this round; freed after the event batch */
 	FILE *access_log;
 	struct admit *admit;     /* connections per client address */
+	struct reuse *reuse;     /* idle upstream connections (reuse.c); loop.c makes it */
 
 	/* the stages */
 	struct req_stats stats;
+
+	/* health.c */
+	struct health *health;   /* the active health checks of gw->cfg's pools */
 
 	/* tunnel.c */
 	struct tunnels tunnels;

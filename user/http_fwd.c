@@ -10,6 +10,8 @@
 #include "conn.h"
 #include "http_fwd.h"
 #include "http_msg.h"
+#include "pool.h"
+#include "reuse.h"
 
 #define MAX_INTERIM 16 /* 1xx heads relayed per request, then the upstream is broken */
 
@@ -37,7 +39,8 @@ static void dropped_fields(const struct conn *c, bool host, const char **drop)
 
 /*
  * The head of a forwarded request: to a proxy pool as the client sent it, to a direct
- * target in origin-form; hop-by-hop fields out, Via in, one request per connection.
+ * target in origin-form; hop-by-hop fields out, Via in. With reuse on the upstream
+ * connection stays open (HTTP/1.1's default), else one request per connection.
  */
 static ssize_t forward_head(struct conn *c, char *out, size_t outlen)
 {
@@ -67,9 +70,10 @@ static ssize_t forward_head(struct conn *c, char *out, size_t outlen)
 			inet_ntop(AF_INET, &c->caddr.in.sin_addr, ip, sizeof(ip));
 		snprintf(xff, sizeof(xff), "X-Forwarded-For: %s\r\n", ip);
 	}
-	snprintf(extra, sizeof(extra), "%s%s%s%sConnection: close\r\n", host,
+	snprintf(extra, sizeof(extra), "%s%s%s%s%s", host,
 		 c->req->chunked ? "Transfer-Encoding: chunked\r\n" : "",
-		 via_field(c, via, sizeof(via)), xff);
+		 via_field(c, via, sizeof(via)), xff,
+		 c->cfg->upstream_idle_max ? "" : "Connection: close\r\n");
 	dropped_fields(c, host[0], drop);
 	return http_build_request(c->req, c->cbuf, target, tlen, drop, extra, out, outlen);
 }
@@ -189,11 +193,38 @@ static void answer_deadline(struct conn *c)
 		c->deadline_ms = rate;
 }
 
+/*
+ * Queue the request: built from cbuf, or after a reused connection failed, the bytes
+ * sent on it. On a reused connection they are kept until the answer's first byte.
+ */
+static int queue_request(struct conn *c)
+{
+	int err = 0;
+
+	if (c->resend) {
+		err = obuf_put(&c->to_up, c->resend, c->resend_len);
+		free(c->resend);
+		c->resend = NULL;
+	} else if (c->http_fwd ? queue_forward(c) : queue_connect(c)) {
+		return -1;
+	} else if (c->reused) {
+		c->resend_len = obuf_pending(&c->to_up);
+		c->resend = malloc(c->resend_len);
+		if (c->resend)
+			memcpy(c->resend, c->to_up.data + c->to_up.off, c->resend_len);
+		else
+			err = -ENOMEM;
+	}
+	if (err)
+		conn_close(c, "out of memory");
+	return err;
+}
+
 void http_fwd_start(struct conn *c)
 {
 	int err;
 
-	if (c->http_fwd ? queue_forward(c) : queue_connect(c))
+	if (queue_request(c))
 		return;
 	if (!c->ubuf) {
 		c->ucap = c->cfg->max_header_bytes;
@@ -225,13 +256,26 @@ static bool resp_chunked_out(struct conn *c)
 	return (f == HTTP_BODY_CHUNKED || f == HTTP_BODY_CLOSE) && c->req->minor >= 1;
 }
 
+/*
+ * The upstream connection can carry another request: the response ended by its own
+ * framing with nothing after it, the upstream keeps it open, and the request went whole.
+ */
+static bool upstream_reusable(const struct conn *c)
+{
+	return c->http_fwd && !c->upstream_eof && !c->ulen && c->resp->keep_alive &&
+	       http_body_framing(c->resp) != HTTP_BODY_CLOSE && c->req_body_done &&
+	       !obuf_pending(&c->to_up);
+}
+
 static void resp_body_done(struct conn *c)
 {
 	if (resp_chunked_out(c) && obuf_put(&c->to_client, "0\r\n\r\n", 5)) {
 		conn_close(c, "out of memory");
 		return;
 	}
-	conn_drop_upstream(c);
+	if (upstream_reusable(c))
+		reuse_park(c);
+	conn_drop_upstream(c); /* releases the server: its count is of requests, not sockets */
 	/* The rest of an unsent request body would be read as the next request. */
 	if (c->http_fwd && !c->req_body_done)
 		c->close_after_reply = true;
@@ -260,7 +304,8 @@ static void resp_body_feed(struct conn *c)
 		conn_close(c, "bad upstream response body");
 		return;
 	}
-	c->ulen = 0;
+	/* All of it but, once done, bytes past the response: they keep it from being reused. */
+	c->ulen -= n;
 	c->deadline_ms = now_ms() + c->cfg->header_timeout_ms;
 	if (!done && c->upstream_eof) {
 		if (http_body_framing(c->resp) == HTTP_BODY_CLOSE)
@@ -390,6 +435,8 @@ static void relay_final(struct conn *c)
 static void response_head(struct conn *c)
 {
 	c->status = c->resp->status;
+	if (c->server) /* it answered: whatever the status, the proxy itself works */
+		pool_server_ok(c->pool, c->server, NULL);
 	if (!c->http_fwd && c->resp->status >= 200 && c->resp->status < 300) {
 		established(c);
 	} else if (c->resp->status < 200) {
@@ -435,6 +482,20 @@ static void parse_response(struct conn *c)
 	}
 }
 
+/*
+ * A reused connection failed (-errno @err) before the answer's first byte: its peer
+ * closed it while the request was on its way. Not the server's failure: upstream.c
+ * sends the request again, on a fresh connection (CS_DIAL_FAILED with c->reused).
+ */
+static bool reused_failed(struct conn *c, int err)
+{
+	if (!c->reused || !c->resend || c->state != CS_RESP_HEAD)
+		return false;
+	c->dial_err = err;
+	c->state = CS_DIAL_FAILED;
+	return true;
+}
+
 static void upstream_readable(struct conn *c)
 {
 	ssize_t n;
@@ -452,7 +513,11 @@ static void upstream_readable(struct conn *c)
 		if (errno == EAGAIN || errno == EINTR)
 			return;
 		err = errno;
+		if (reused_failed(c, -err))
+			return;
 		conn_upstream_error(c, upstream_err_of(-err));
+		if (c->state == CS_RESP_HEAD && c->server)
+			pool_server_failed(c->pool, c->server, "reset");
 		if (c->state == CS_RESP_HEAD)
 			conn_reply(c, 502, true, "tunnelgate: upstream %s failed before answering: %s",
 				   c->uname, strerror(err));
@@ -461,13 +526,21 @@ static void upstream_readable(struct conn *c)
 		return;
 	}
 	c->urecvd += n;
+	if (n == 0 && reused_failed(c, -ECONNRESET))
+		return;
 	if (n == 0)
 		c->upstream_eof = true;
+	if (n > 0 && c->resend) { /* it answers: the request is never sent again */
+		free(c->resend);
+		c->resend = NULL;
+	}
 	c->ulen += n;
 	if (c->state == CS_RESP_BODY) {
 		resp_body_feed(c);
 	} else if (n == 0) {
 		conn_upstream_error(c, UE_RESET);
+		if (c->server)
+			pool_server_failed(c->pool, c->server, "closed before answering");
 		conn_reply(c, 502, true, "tunnelgate: upstream %s closed the connection without answering",
 			   c->uname);
 	} else {
@@ -514,6 +587,8 @@ void http_fwd_upstream_event(struct conn *c, uint32_t events)
 	if ((events & EPOLLOUT) && obuf_pending(&c->to_up)) {
 		int err = obuf_flush(&c->to_up, c->uh.fd);
 
+		if (err && err != -EAGAIN && reused_failed(c, err))
+			return;
 		if (err && err != -EAGAIN) {
 			conn_upstream_error(c, upstream_err_of(err));
 			if (c->state == CS_RESP_HEAD)

@@ -92,6 +92,12 @@ int listeners_sync(struct gateway *gw, const struct config *cfg)
 	}
 	listeners_free(gw->listeners);
 	gw->listeners = keep;
+	/* Set once the new set is in: a failed reload keeps the old flags too. */
+	for (unsigned i = 0; i < cfg->nlisten; i++)
+		for (l = keep; l; l = l->next)
+			if (l->addr.len == cfg->listen[i].len &&
+			    !memcmp(&l->addr.ss, &cfg->listen[i].ss, l->addr.len))
+				l->accept_proxy = cfg->accept_proxy[i];
 	return 0;
 fail:
 	/* Put back what we took; new sockets stay open and are used. */

@@ -17,6 +17,7 @@
 #include "conn.h"
 #include "control.h"
 #include "gateway-t.h"
+#include "health.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
@@ -24,6 +25,7 @@
 #include "priv.h"
 #include "relay.h"
 #include "resolver.h"
+#include "reuse.h"
 #include "stream.h"
 #include "tunnel.h"
 
@@ -110,6 +112,7 @@ static void accept_ready(struct gateway *gw, struct listener *l)
 			return;
 		}
 		gw->stats.accepted++;
+		c->want_proxy = l->accept_proxy;
 		stream_start(c);
 	}
 }
@@ -271,6 +274,7 @@ static void close_idle(struct gateway *gw)
 		if (c->state == CS_REQ_HEAD && !c->clen)
 			conn_close(c, "draining: idle connection");
 	}
+	reuse_expire(gw->reuse, 0, 0); /* and every idle upstream connection */
 }
 
 /* Returns 1 when the daemon must exit now. */
@@ -385,6 +389,11 @@ static int start(struct gateway *gw)
 	gw->resolver_h = (struct handle){ .kind = H_RESOLVER, .fd = resolver_fd(gw->resolver),
 					  .owner = gw };
 	ev_set(&gw->resolver_h, EPOLLIN);
+	gw->health = health_new(); /* its first health_tick() starts the checks */
+	if (!gw->health) {
+		pr_warn("cannot start the health checker: out of memory");
+		return -1;
+	}
 	if (priv_drop(gw)) /* everything that needs root is done by now */
 		return -1;
 	pr_info("listening on %u address(es), relay %s%s, control %s", gw->cfg->nlisten,
@@ -412,19 +421,23 @@ static void shutdown_all(struct gateway *gw)
 	}
 	ev_forget(&gw->sigh);
 	close_access_log(gw);
+	health_free(gw->health); /* closes the checks in flight */
 	ev_close();
 	config_put(gw->cfg);
 	conn_bury(gw);
+	reuse_free(gw->reuse);
 	admit_free(gw->admit);
 }
 
 /* The wait for the next epoll round: timers, polled tunnels and the drain. */
 static int next_timeout(struct gateway *gw)
 {
-	int timeout = gw->conns ? TIMER_TICK_MS : -1;
+	/* Idle upstream connections expire on the tick too. */
+	int timeout = gw->conns || reuse_count(gw->reuse) ? TIMER_TICK_MS : -1;
 	int poll = tunnel_watch_poll(&gw->tunnels);
 	int dns = resolver_timeout_ms(gw->resolver);
 	int metrics = metrics_expire(gw); /* closes the metrics connections past their time */
+	int health = health_next_ms(gw);
 
 	if (poll >= 0 && (timeout < 0 || poll < timeout))
 		timeout = poll;
@@ -432,6 +445,8 @@ static int next_timeout(struct gateway *gw)
 		timeout = metrics;
 	if (dns >= 0 && (timeout < 0 || dns < timeout))
 		timeout = dns;
+	if (health >= 0 && (timeout < 0 || health < timeout))
+		timeout = health;
 	if (gw->stopping && (timeout < 0 || timeout > TIMER_TICK_MS))
 		timeout = TIMER_TICK_MS;
 	return timeout;
@@ -462,6 +477,12 @@ static int dispatch(struct gateway *gw, struct handle *h, uint32_t events)
 	case H_METRICS:
 	case H_METRICS_CLIENT:
 		metrics_event(gw, h, events);
+		break;
+	case H_HEALTH:
+		health_event(gw, h, events);
+		break;
+	case H_IDLE:
+		reuse_event(h, events);
 		break;
 	}
 	return 0;
@@ -495,12 +516,17 @@ static int run(struct gateway *gw)
 		if (now_ms() - last_tick >= TIMER_TICK_MS) {
 			last_tick = now_ms();
 			check_deadlines(gw);
+			reuse_expire(gw->reuse, last_tick, gw->cfg->upstream_idle_max);
+			pool_queue_kick(); /* a reload or undrain may have made room */
 		}
+		stream_run_queues();
 		if (now_ms() - last_idle_scan >= IDLE_SCAN_MS) {
 			last_idle_scan = now_ms();
 			idle_scan(gw);
 		}
+		health_tick(gw); /* due checks and their timeouts; returns at once when none */
 		conn_bury(gw);
+		reuse_bury(gw->reuse);
 		accept_resume(gw);
 	}
 }
@@ -519,7 +545,8 @@ int gateway_run(struct config *cfg, const char *path)
 	gw.access_log = open_access_log(cfg->access_log, stderr);
 	gw.max_conns = config_max_connections(cfg);
 	gw.admit = admit_new();
-	if (gw.admit && !start(&gw))
+	gw.reuse = reuse_new();
+	if (gw.admit && gw.reuse && !start(&gw))
 		rc = run(&gw);
 	shutdown_all(&gw);
 	return rc;

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "pool.h"
 #include "relay_shared.h"
 #include "tunnel.h"
 
@@ -186,6 +187,11 @@ void metrics_code_name(unsigned slot, char *out, size_t len)
 #define TUNNELS_OPEN "tunnelgate_tunnels_open"
 #define TUNNEL_BYTES "tunnelgate_tunnel_bytes_total"
 #define TUNNEL_SECONDS "tunnelgate_tunnel_duration_seconds"
+#define UPSTREAM_UP "tunnelgate_upstream_up"
+#define QUEUE_LEN "tunnelgate_pool_queue_length"
+#define QUEUE_WAITS "tunnelgate_pool_queue_waits_total"
+#define QUEUE_TIMEOUTS "tunnelgate_pool_queue_timeouts_total"
+#define UPSTREAM_REUSED "tunnelgate_upstream_reused_total"
 
 static void write_requests(const struct gateway *gw, struct mtext *m)
 {
@@ -230,6 +236,39 @@ static void write_upstreams(const struct gateway *gw, struct mtext *m)
 	mtext_family(m, CONNECT_SECONDS, "histogram",
 		     "Upstream connects that succeeded: from connect() to connected, seconds.");
 	mtext_hist(m, CONNECT_SECONDS, &s->connect, &hist_connect);
+	mtext_family(m, UPSTREAM_REUSED, "counter",
+		     "Plain requests sent on an idle upstream connection kept from an earlier one.");
+	mtext_sample(m, UPSTREAM_REUSED, NULL, 0, s->upstream_reused);
+}
+
+/* The current config's servers and pool queues. */
+static void write_pools(const struct gateway *gw, struct mtext *m)
+{
+	const struct config *cfg = gw->cfg;
+
+	if (!cfg)
+		return; /* no config loaded: no pools */
+	mtext_family(m, UPSTREAM_UP, "gauge",
+		     "1 if the server takes new connections, 0 when it is down or drained.");
+	for (unsigned i = 0; i < cfg->npools; i++)
+		for (unsigned j = 0; j < cfg->pools[i].nservers; j++)
+			mtext_sample(m, UPSTREAM_UP, (const struct mlabel[]){
+				{ "pool", cfg->pools[i].name },
+				{ "server", cfg->pools[i].servers[j].name } }, 2,
+				pool_server_usable(&cfg->pools[i].servers[j]));
+	mtext_family(m, QUEUE_LEN, "gauge", "Clients waiting for a server under its maxconn.");
+	for (unsigned i = 0; i < cfg->npools; i++)
+		mtext_sample(m, QUEUE_LEN, &(struct mlabel){ "pool", cfg->pools[i].name }, 1,
+			     cfg->pools[i].state->queued);
+	mtext_family(m, QUEUE_WAITS, "counter", "Clients that waited in the pool's queue.");
+	for (unsigned i = 0; i < cfg->npools; i++)
+		mtext_sample(m, QUEUE_WAITS, &(struct mlabel){ "pool", cfg->pools[i].name }, 1,
+			     cfg->pools[i].state->waits);
+	mtext_family(m, QUEUE_TIMEOUTS, "counter",
+		     "Clients that got 503 after queue_timeout_ms in the pool's queue.");
+	for (unsigned i = 0; i < cfg->npools; i++)
+		mtext_sample(m, QUEUE_TIMEOUTS, &(struct mlabel){ "pool", cfg->pools[i].name }, 1,
+			     cfg->pools[i].state->timeouts);
 }
 
 static void write_tunnels(const struct gateway *gw, struct mtext *m)
@@ -264,6 +303,7 @@ void metrics_write(const struct gateway *gw, struct mtext *m)
 {
 	write_requests(gw, m);
 	write_upstreams(gw, m);
+	write_pools(gw, m);
 	write_tunnels(gw, m);
 }
 

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "conn.h"
+#include "proxy_proto.h"
 #include "request.h"
 #include "rules.h"
 
@@ -43,7 +44,10 @@ static void route(struct conn *c, const struct rule_input *in)
 		conn_reply(c, 403, true, "tunnelgate: request rejected by rule '%s'", r->name);
 		return;
 	}
-	c->pool = &cfg->pools[r && r->action == ACT_POOL ? r->pool : cfg->default_pool];
+	c->pool = &cfg->pools[r && r->action != ACT_REJECT && r->pool >= 0 ? r->pool :
+						     cfg->default_pool];
+	/* HTTP::disable: a plain request goes as sent, then the connection is raw bytes. */
+	c->raw_tunnel = r && r->action == ACT_TUNNEL && c->http_fwd;
 	if (c->http_fwd && c->pool->direct && !config_http_port_allowed(cfg, c->tport)) {
 		c->gw->stats.rejected++;
 		conn_reply(c, 403, true, "tunnelgate: plain HTTP to port %u is not allowed (http_ports)",
@@ -198,6 +202,34 @@ void request_parse(struct conn *c)
 		handle_connect(c);
 }
 
+/*
+ * accept_proxy: a PROXY header comes first, and its source is the client from then on
+ * (rules, logs, X-Forwarded-For, send_proxy). Returns false while it is incomplete or
+ * after closing a connection without one: nothing is answered to such a peer.
+ */
+static bool proxy_header(struct conn *c)
+{
+	struct proxy_info pi;
+	ssize_t n = proxy_parse(c->cbuf, c->clen, &pi);
+
+	if (n == 0 && c->clen < c->ccap)
+		return false;
+	if (n <= 0) {
+		c->gw->stats.bad_requests++;
+		conn_close(c, "no valid PROXY header on an accept_proxy listener");
+		return false;
+	}
+	if (!pi.local) {
+		c->caddr = pi.src;
+		c->daddr = pi.dst;
+		sockaddr_fmt(&c->caddr, c->cname, sizeof(c->cname));
+	}
+	memmove(c->cbuf, c->cbuf + n, c->clen - n);
+	c->clen -= n;
+	c->want_proxy = false;
+	return true;
+}
+
 void request_read(struct conn *c)
 {
 	ssize_t n;
@@ -223,5 +255,8 @@ void request_read(struct conn *c)
 	}
 	c->crecvd += n;
 	c->clen += n;
-	request_parse(c);
+	if (c->want_proxy && !proxy_header(c))
+		return;
+	if (c->clen)
+		request_parse(c);
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* A client connection's way through the stages: the state dispatch. */
 #include <errno.h>
+#include <stddef.h>
 #include <sys/epoll.h>
 
 #include "conn.h"
@@ -23,6 +24,8 @@ static void stream_events(struct conn *c)
 	case CS_DIAL:
 		ue = EPOLLOUT;
 		break;
+	case CS_QUEUED:
+		break; /* nothing is read until a server is picked */
 	case CS_RESP_HEAD:
 	case CS_RESP_BODY:
 		/* Interim heads and bodies queue for the client: read no more past the mark. */
@@ -40,8 +43,8 @@ static void stream_events(struct conn *c)
 		return; /* passing states; the tunnel's relay sets its own */
 	}
 	/* A forwarded request's body streams up while the response may come down. */
-	if (c->http_fwd && !c->req_body_done && c->state != CS_DIAL && c->state != CS_REPLY &&
-	    to_up < CONN_OBUF_HIGH)
+	if (c->http_fwd && !c->req_body_done && c->state != CS_DIAL && c->state != CS_QUEUED &&
+	    c->state != CS_REPLY && to_up < CONN_OBUF_HIGH)
 		ce |= EPOLLIN;
 	ev_set(&c->ch, ce);
 	if (c->uh.fd >= 0)
@@ -168,6 +171,19 @@ void stream_start(struct conn *c)
 	stream_events(c);
 }
 
+void stream_run_queues(void)
+{
+	struct pool_waiter *w;
+
+	while ((w = pool_queue_next())) {
+		struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, qnode));
+
+		c->dequeued = true;
+		c->state = CS_ROUTE;
+		stream_advance(c);
+	}
+}
+
 void stream_resolved(struct conn *c, const struct resolve_req *req)
 {
 	upstream_resolved(c, req);
@@ -178,6 +194,10 @@ void stream_timeout(struct conn *c)
 {
 	switch (c->state) {
 	case CS_REQ_HEAD:
+		if (c->want_proxy) {
+			conn_close(c, "no PROXY header within header_timeout_ms on an accept_proxy listener");
+			return;
+		}
 		if (!c->clen) {
 			conn_close(c, "idle client connection timed out");
 			return;
@@ -188,6 +208,9 @@ void stream_timeout(struct conn *c)
 		break;
 	case CS_DIAL:
 		upstream_timeout(c);
+		break;
+	case CS_QUEUED:
+		upstream_queue_timeout(c);
 		break;
 	case CS_RESP_HEAD:
 		c->gw->stats.timeouts++;

@@ -20,6 +20,8 @@ void stream_start(struct conn *c);
 void stream_event(struct conn *c, struct handle *h, uint32_t events);
 /* @c's deadline has passed. */
 void stream_timeout(struct conn *c);
+/* Route the queued clients of pools whose servers got room (pool_queue_next()). */
+void stream_run_queues(void);
 /* The name look-up @req of @c was answered. */
 void stream_resolved(struct conn *c, const struct resolve_req *req);
 

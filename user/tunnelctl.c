@@ -23,7 +23,10 @@ static void usage(FILE *f)
 		   "                 the kernel relay's tunnels read from the maps pinned in DIR\n"
 		   "                 (default " CTL_DEFAULT_PIN_DIR "), for a daemon that does not answer\n"
 		   "  stats          daemon counters\n"
-		   "  pools          pools and their servers\n"
+		   "  pools          pools and their servers: health, active connections, queue\n"
+		   "  drain SERVER   send no new connections to SERVER (ip:port, or POOL/ip:port);\n"
+		   "                 its open tunnels stay\n"
+		   "  undrain SERVER take SERVER back\n"
 		   "  kill ID        close tunnel ID\n"
 		   "  -s SOCKET      control socket (default " DEFAULT_SOCKET ")\n"
 		   "  -h, --help     this text\n"
@@ -200,7 +203,7 @@ static int parse_opts(int argc, char **argv, const char **sock)
 int main(int argc, char **argv)
 {
 	const char *sock = DEFAULT_SOCKET;
-	char req[64], *answer;
+	char req[160], *answer;
 	int json = 0, rc = parse_opts(argc, argv, &sock);
 	const char *cmd;
 
@@ -224,6 +227,8 @@ int main(int argc, char **argv)
 		snprintf(req, sizeof(req), "%s\n", cmd);
 	} else if (!strcmp(cmd, "kill") && optind < argc) {
 		snprintf(req, sizeof(req), "kill %.40s\n", argv[optind++]);
+	} else if ((!strcmp(cmd, "drain") || !strcmp(cmd, "undrain")) && optind < argc) {
+		snprintf(req, sizeof(req), "%s %.120s\n", cmd, argv[optind++]);
 	} else {
 		usage(stderr);
 		return 2;
@@ -241,7 +246,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "list")) {
 		print_list(answer, json);
 	} else if (!strcmp(cmd, "pools")) {
-		printf("POOL\tBALANCE\tSERVER\tWEIGHT\tACTIVE\tPICKS\tFAILURES\n%s", answer);
+		printf("POOL\tBALANCE\tSERVER\tWEIGHT\tACTIVE\tPICKS\tFAILURES\tSTATE\tMAXCONN\tQUEUED\tLAST_CHECK\n%s",
+		       answer);
 	} else {
 		fputs(answer, stdout);
 	}

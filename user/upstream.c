@@ -13,18 +13,40 @@
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
+#include "proxy_proto.h"
 #include "resolver.h"
+#include "reuse.h"
 #include "upstream.h"
 
 static void dial(struct conn *c);
+
+/* What a failed connect or send says about the server, for its health. */
+static const char *failure_name(int err)
+{
+	switch (upstream_err_of(err)) {
+	case UE_REFUSED:
+		return "refused";
+	case UE_TIMEOUT:
+		return "timeout";
+	case UE_RESET:
+		return "reset";
+	default:
+		return "unreachable";
+	}
+}
 
 void upstream_failed(struct conn *c, int err)
 {
 	const char *name = c->uname;
 
+	if (c->reused) { /* a parked connection its peer had closed: resend on a fresh one */
+		reuse_retry(c);
+		dial(c);
+		return;
+	}
 	conn_upstream_error(c, upstream_err_of(err));
 	if (c->server)
-		c->server->state->failures++;
+		pool_server_request_failed(c->pool, c->server, failure_name(err));
 	/*
 	 * A refused or unreachable proxy: try another server of the pool, once. What was
 	 * queued for the failed one goes; the next one gets the request again from cbuf,
@@ -112,6 +134,30 @@ void upstream_lookup(struct conn *c)
 	resolve_async(c);
 }
 
+/*
+ * send_proxy: the PROXY header goes first on a new upstream connection. The client is
+ * c->caddr; where it connected to is a PROXY header's destination or our socket's.
+ */
+static int queue_proxy_header(struct conn *c)
+{
+	struct sockaddr_any dst = c->daddr;
+	char hdr[PROXY_BUILD_MAX];
+	ssize_t n;
+
+	if (!dst.len) {
+		dst.len = sizeof(dst.ss);
+		if (getsockname(c->ch.fd, &dst.sa, &dst.len))
+			dst.len = 0;
+	}
+	n = proxy_build(c->pool->send_proxy, &c->caddr, &dst, hdr, sizeof(hdr));
+	if (n < 0 || obuf_put(&c->to_up, hdr, n)) {
+		conn_reply(c, 500, false, "tunnelgate: cannot build the PROXY v%u header for pool %s: %s",
+			   c->pool->send_proxy, c->pool->name, strerror(n < 0 ? (int)-n : ENOMEM));
+		return -1;
+	}
+	return 0;
+}
+
 /* Start a non-blocking connect to the chosen server or the target. */
 static void dial(struct conn *c)
 {
@@ -135,6 +181,10 @@ static void dial(struct conn *c)
 		loop_detected(c, c->uname);
 		return;
 	}
+	if (reuse_take_for(c, to)) { /* an idle keep-alive connection to the same place */
+		c->state = CS_CONNECTED;
+		return;
+	}
 	fd = socket(to->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		conn_reply(c, 503, false, "tunnelgate: cannot create a socket: %s", strerror(errno));
@@ -142,11 +192,50 @@ static void dial(struct conn *c)
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->uh.fd = fd;
+	if (c->pool->send_proxy && queue_proxy_header(c))
+		return;
 	c->state = CS_DIAL;
 	c->deadline_ms = now_ms() + c->cfg->connect_timeout_ms;
 	c->dial_us = now_us();
 	if (connect(fd, &to->sa, to->len) && errno != EINPROGRESS)
 		upstream_failed(c, -errno);
+}
+
+/* No server of the pool is up: say so at once, and when to try again. */
+static void no_server(struct conn *c)
+{
+	c->retry_after = (c->pool->check_interval_ms + 999) / 1000;
+	conn_reply(c, 503, true, "tunnelgate: pool %s has no server up (all down or drained; see tunnelctl pools)",
+		   c->pool->name);
+}
+
+/* Every usable server is at its maxconn: wait in the pool's queue, or 503 if it is full. */
+static void queue(struct conn *c)
+{
+	struct pool *p = c->pool;
+
+	if (c->dequeued) {
+		pool_queue_retry(p, &c->qnode); /* its place and its deadline stay */
+	} else if (p->state->queued >= p->queue_max) {
+		c->retry_after = 1;
+		conn_reply(c, 503, true, "tunnelgate: pool %s is full: every server is at its maxconn and %u clients wait (queue_max)",
+			   p->name, p->state->queued);
+		return;
+	} else {
+		pool_queue_add(p, &c->qnode);
+		c->deadline_ms = now_ms() + p->queue_timeout_ms;
+	}
+	c->state = CS_QUEUED;
+}
+
+void upstream_queue_timeout(struct conn *c)
+{
+	pool_queue_leave(&c->qnode);
+	pool_queue_timed_out(c->pool);
+	c->gw->stats.timeouts++;
+	c->retry_after = 1;
+	conn_reply(c, 503, true, "tunnelgate: no server of pool %s had room within queue_timeout_ms (%u); every server is at its maxconn",
+		   c->pool->name, c->pool->queue_timeout_ms);
 }
 
 void upstream_route(struct conn *c)
@@ -159,9 +248,17 @@ void upstream_route(struct conn *c)
 		return;
 	}
 	if (!c->pool->direct) {
+		/* Clients already waiting go first. */
+		if (!c->dequeued && c->pool->state->queued) {
+			queue(c);
+			return;
+		}
 		c->server = pool_pick(c->pool, &c->caddr, c->target, NULL);
 		if (!c->server) {
-			conn_reply(c, 503, true, "tunnelgate: pool %s has no server", c->pool->name);
+			if (errno == EBUSY)
+				queue(c);
+			else
+				no_server(c);
 			return;
 		}
 	}
@@ -173,6 +270,11 @@ static void connected(struct conn *c)
 {
 	static const char established[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 
+	if (c->raw_tunnel) {
+		c->req_len = 0; /* the hand-off sends all of cbuf: the head as the client sent it */
+		c->state = CS_ESTABLISHED;
+		return;
+	}
 	if (!c->pool->direct || c->http_fwd) {
 		c->state = CS_CONNECTED;
 		return;
@@ -208,7 +310,7 @@ void upstream_timeout(struct conn *c)
 	c->gw->stats.timeouts++;
 	conn_upstream_error(c, UE_TIMEOUT);
 	if (c->server)
-		c->server->state->failures++;
+		pool_server_request_failed(c->pool, c->server, "timeout");
 	/* A look-up has no deadline here: resolver_timeout_ms bounds it. */
 	conn_reply(c, 504, true, "tunnelgate: connecting to %s timed out after %u ms (connect_timeout_ms)",
 		   c->uname, c->cfg->connect_timeout_ms);

@@ -27,5 +27,7 @@ void upstream_resolved(struct conn *c, const struct resolve_req *req);
 void upstream_failed(struct conn *c, int err);
 /* CS_DIAL's deadline passed. */
 void upstream_timeout(struct conn *c);
+/* CS_QUEUED: queue_timeout_ms passed without a free server: 503. */
+void upstream_queue_timeout(struct conn *c);
 
 #endif

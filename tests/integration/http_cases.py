@@ -1098,7 +1098,9 @@ def run_http(runner, env, skip_reason=None):
         try:
             h = HttpEnv(env)
             pools, rules = h.config()
-            extra = {"header_timeout_ms": str(HEADER_TIMEOUT_MS), "max_header_bytes": str(MAX_HEADER)}
+            # Idle upstream connections (reuse) close within hygiene_fds' 3 s wait.
+            extra = {"header_timeout_ms": str(HEADER_TIMEOUT_MS), "max_header_bytes": str(MAX_HEADER),
+                     "upstream_idle_timeout_ms": "1000"}
             d = peers.Daemon(env.tmp, "tg-http", "auto", pools, rules, default="fb", extra=extra)
             dx = peers.Daemon(env.tmp, "tg-http-xff", "auto", pools, rules, default="fb",
                               extra=dict(extra, x_forwarded_for="yes"))

@@ -215,11 +215,12 @@ class TlsOrigin:
 
 
 class Tinyproxy:
-    def __init__(self, tmp, name, connect_ports=(), auth=None):
+    def __init__(self, tmp, name, connect_ports=(), auth=None, port=None):
+        """port: listen there (one try) instead of on a free port."""
         self.name = name
         conf = os.path.join(tmp, "%s.conf" % name)
-        for _ in range(5):
-            self.port = free_port()
+        for _ in range(1 if port else 5):
+            self.port = port or free_port()
             lines = ["Port %d" % self.port, "Listen 127.0.0.1", "Timeout 30",
                      "Allow 127.0.0.1", "MaxClients 100", "LogLevel Info"]
             lines += ["ConnectPort %d" % p for p in connect_ports]
@@ -240,7 +241,9 @@ class Tinyproxy:
 class Squid:
     """squid -N with everything it writes in its own dir, owned by its user."""
 
-    def __init__(self, tmp, name="squid"):
+    def __init__(self, tmp, name="squid", port_options="", extra=()):
+        """port_options: appended to http_port (e.g. require-proxy-header);
+        extra: more squid.conf lines (e.g. proxy_protocol_access)."""
         self.name = name
         d = os.path.join(tmp, name)
         os.makedirs(d, exist_ok=True)
@@ -259,7 +262,7 @@ class Squid:
             self.port = free_port()
             with open(conf, "w") as f:
                 f.write("\n".join([
-                    "http_port 127.0.0.1:%d" % self.port,
+                    ("http_port 127.0.0.1:%d %s" % (self.port, port_options)).rstrip(),
                     "pid_filename %s/squid.pid" % d,
                     "cache_log %s/cache.log" % d,
                     "access_log stdio:%s/access.log" % d,
@@ -273,7 +276,7 @@ class Squid:
                     "acl lo src 127.0.0.0/8",
                     "http_access allow lo",
                     "http_access deny all",
-                ]) + "\n")
+                ] + list(extra)) + "\n")
             if root:
                 for top, dirs, files in os.walk(d):
                     for n in dirs + files:
@@ -296,7 +299,7 @@ class Daemon:
     or (name, [lines])."""
 
     def __init__(self, tmp, name, relay, pools, rules=(), default="direct", extra=None,
-                 verbose=True, host="127.0.0.1", env=None):
+                 verbose=True, host="127.0.0.1", env=None, listen_opts=""):
         self.name = name
         self.relay = relay
         self.tmp = tmp
@@ -307,7 +310,8 @@ class Daemon:
         self.host = host
         self.port = free_port(host)
         gw = {
-            "listen": ("[%s]:%d" if ":" in host else "%s:%d") % (host, self.port),
+            "listen": (("[%s]:%d" if ":" in host else "%s:%d") % (host, self.port) +
+                       (" " + listen_opts if listen_opts else "")),
             "relay": relay,
             "control": self.ctl_sock,
             "bpf_pin_dir": self.pin_dir,

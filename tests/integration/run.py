@@ -286,6 +286,8 @@ def main():
         dns_cases.run_dns(runner, env, daemon_skip)
         import hardening  # hostile clients and origins, each with its own daemon
         hardening.run_hardening(runner, env, daemon_skip)
+        import reuse_cases  # upstream keep-alive for plain HTTP (upstream_idle_max)
+        reuse_cases.run_reuse(runner, env, daemon_skip)
         import privilege  # the drop to `user` after start-up (user/priv.c)
         privilege.run_privilege(runner, env, daemon_skip)
         import metrics_cases  # GET /metrics (metrics_listen) against known traffic
@@ -303,6 +305,10 @@ def main():
             runner.run("config/leastconn_counts_survive_sighup", lambda: cases.t_leastconn_reload(env))
             runner.run("config/cli_help_version_and_check", lambda: cases.t_cli_manners(env))
             runner.run("config/crash_recovery_from_maps_and_stale_pins", lambda: cases.t_crash_recovery(env))
+        import pool_cases  # health checks, maxconn queue, PROXY protocol, drain, action = tunnel
+        pool_cases.run_pools(runner, env, daemon_skip)
+        import health_cases  # active health checks: check = connect, check = none, SIGHUP
+        health_cases.run_health(runner, env, daemon_skip)
         # Last: run before the relay tests, sockmap/hold_slow_reader_10s failed after it
         # (2 full runs of 2; it passes alone and without it; cause not found).
         import access_log  # access_log_format = json, SIGUSR1 reopen

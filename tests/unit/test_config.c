@@ -197,6 +197,8 @@ static void test_defaults(void **state)
 	assert_string_equal(c->user, "nobody");
 	assert_int_equal(c->seccomp, SECCOMP_YES);
 	assert_int_equal(c->metrics_listen.len, 0); /* off */
+	assert_int_equal(c->upstream_idle_max, 64);
+	assert_int_equal(c->upstream_idle_timeout_ms, 10000);
 	assert_int_equal(c->nrules, 0);
 	assert_int_equal(c->npools, 1);
 	assert_int_equal(c->default_pool, 0); /* the only pool */
@@ -222,6 +224,9 @@ static void test_number_limits(void **state)
 		{ "resolver_timeout_ms = 1", offsetof(struct config, resolver_timeout_ms), 1 },
 		{ "resolver_max_queries = 1", offsetof(struct config, resolver_max_queries), 1 },
 		{ "resolver_max_queries = 65536", offsetof(struct config, resolver_max_queries), 65536 },
+		{ "upstream_idle_max = 0", offsetof(struct config, upstream_idle_max), 0 },
+		{ "upstream_idle_max = 65536", offsetof(struct config, upstream_idle_max), 65536 },
+		{ "upstream_idle_timeout_ms = 1", offsetof(struct config, upstream_idle_timeout_ms), 1 },
 	};
 	struct fx *fx = *state;
 	char text[256];
@@ -478,7 +483,8 @@ static const struct {
 	  "drain_timeout_ms, max_header_bytes, max_backlog_bytes, pause, relay_sndbuf_bytes, "
 	  "relay_rcvbuf_bytes, access_log, user, seccomp, x_forwarded_for" },
 	{ MINIMAL "weight = 3\n", 5,
-	  "unknown key 'weight' in [pool direct] (expected balance, server, direct)" },
+	  "unknown key 'weight' in [pool direct] (expected balance, server, direct, check, check_target, check_interval_ms, "
+	  "check_timeout_ms, rise, fall, queue_max, queue_timeout_ms, send_proxy)" },
 	{ MINIMAL "[gatway]\n", 5,
 	  "unknown section [gatway] (expected [gateway], [pool NAME], [rule NAME] or [route])" },
 	{ MINIMAL "[route]\n[rulez x]\naction = reject\n", 6, "unknown section [rulez]" },
@@ -500,7 +506,7 @@ static const struct {
 	{ MINIMAL "relay\n[gatway]\n", 5, "syntax error" },
 	{ MINIMAL "server =\n", 5, "'server' has no value" },
 	{ MINIMAL "[rule r]\nhost = a.com\n", 5,
-	  "rule 'r' has no action; add 'action = reject | pool NAME | tunnel'" },
+	  "rule 'r' has no action; add 'action = reject | pool NAME | tunnel [NAME]'" },
 	{ MINIMAL "[rule r]\n\n\n", 5, "rule 'r' has no action" },
 	{ MINIMAL "[rule r]\nhost = a.com\n[route]\n", 5, "rule 'r' has no action" },
 	/* required parts */
@@ -561,6 +567,8 @@ static const struct {
 	{ "[gateway]\nresolver = ::1:53\n", 2, "resolver '::1:53' is not IP:port" },
 	{ "[gateway]\nresolver_max_queries = 0\n", 2, "resolver_max_queries = '0' is not a whole" },
 	{ "[gateway]\nresolver_timeout_ms = 0\n", 2, "in 1..86400000" },
+	{ "[gateway]\nupstream_idle_max = 65537\n", 2, "upstream_idle_max = '65537' is not a whole" },
+	{ "[gateway]\nupstream_idle_timeout_ms = 0\n", 2, "in 1..86400000" },
 	{ "[gateway]\nuser = -x\n", 2, "user '-x' is not a user name" },
 	{ "[gateway]\nuser = a b\n", 2, "user 'a b' is not a user name" },
 	{ "[gateway]\nseccomp = maybe\n", 2, "seccomp 'maybe' is not one of yes, no, log" },
@@ -600,12 +608,32 @@ static const struct {
 	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1 weight = 2\n", 6,
 	  "server option 'weight' is not known" },
 	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1 backup\n", 6,
-	  "server option 'backup' is not known (expected weight=N)" },
+	  "server option 'backup' is not known (expected weight=N or maxconn=N)" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1 maxconn=-1\n", 6,
+	  "server maxconn '-1' is not a whole number in 0..1000000" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\ncheck = tcp\n", 7,
+	  "check 'tcp' is not one of none, connect, http_connect" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\ncheck = http_connect\n", 5,
+	  "pool 'p': check = http_connect needs check_target = IP:port" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\ncheck_target = example.com:443\n", 7,
+	  "check_target 'example.com:443' is not IP:port" },
+	{ MINIMAL "[pool p]\ndirect = yes\ncheck = connect\n", 5,
+	  "pool 'p' is direct = yes: it has no servers to check" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\ncheck_interval_ms = 10\n", 7,
+	  "check_interval_ms = '10' is not a whole decimal number in 100..86400000" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\nrise = 0\n", 7, "rise = '0'" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\nfall = 101\n", 7, "fall = '101'" },
+	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\nsend_proxy = v3\n", 7,
+	  "send_proxy 'v3' is not one of no, v1, v2" },
+	{ "[gateway]\nlisten = 127.0.0.1:3128 proxy\n", 2,
+	  "listen option 'proxy' is not known (the only one is accept_proxy)" },
 	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\nserver = 127.0.0.1:1 weight=2\n", 7,
 	  "server 127.0.0.1:1 is listed twice in pool 'p'" },
 	/* rules */
 	{ MINIMAL "[rule r]\naction = drop\n", 6,
-	  "action 'drop' is not one of reject, pool NAME, tunnel" },
+	  "action 'drop' is not one of reject, pool NAME, tunnel, tunnel NAME" },
+	{ MINIMAL "[rule r]\naction = tunnel nope\n", 5,
+	  "rule 'r': pool 'nope' is not defined" },
 	{ MINIMAL "[rule r]\naction = pool\n", 6, "action 'pool' is not one of" },
 	{ MINIMAL "[rule r]\naction = pool a b\n", 6, "action 'pool a b': pool name must be" },
 	{ MINIMAL "\n[rule x]\nhost = a.com\naction = pool nope\n", 6,
@@ -644,6 +672,52 @@ static const struct {
 	{ MINIMAL "[route]\ndefault = direct\nfallback = direct\n", 7,
 	  "unknown key 'fallback' in [route] (expected default)" },
 };
+
+/* Health, queue and PROXY options, with their defaults; action = tunnel [POOL]. */
+static void test_pool_options(void **state)
+{
+	struct fx *fx = *state;
+	const struct pool *p, *d;
+
+	load_ok(fx, "[gateway]\nlisten = 127.0.0.1:3128\nlisten = [::1]:3128 accept_proxy\n"
+		"[pool d]\ndirect = yes\nsend_proxy = v1\n"
+		"[pool p]\nserver = 127.0.0.1:8001 maxconn=5 weight=3\nserver = 127.0.0.1:8002\n"
+		"check = http_connect\ncheck_target = [::1]:443\ncheck_interval_ms = 250\n"
+		"check_timeout_ms = 100\nrise = 4\nfall = 1\nqueue_max = 0\nqueue_timeout_ms = 7\n"
+		"send_proxy = v2\n"
+		"[rule a]\nhost = a.com\naction = tunnel\n"
+		"[rule b]\nhost = b.com\naction = tunnel p\n"
+		"[route]\ndefault = d\n");
+	assert_false(fx->cfg.accept_proxy[0]);
+	assert_true(fx->cfg.accept_proxy[1]);
+	d = &fx->cfg.pools[0];
+	p = &fx->cfg.pools[1];
+	assert_int_equal(d->check, CHECK_NONE);
+	assert_int_equal(d->check_interval_ms, 2000);
+	assert_int_equal(d->check_timeout_ms, 1000);
+	assert_int_equal(d->rise, 2);
+	assert_int_equal(d->fall, 3);
+	assert_int_equal(d->queue_max, 128);
+	assert_int_equal(d->queue_timeout_ms, 5000);
+	assert_int_equal(d->send_proxy, 1);
+	assert_non_null(d->state);
+	assert_int_equal(p->servers[0].maxconn, 5);
+	assert_int_equal(p->servers[0].weight, 3);
+	assert_int_equal(p->servers[1].maxconn, 0);
+	assert_int_equal(p->check, CHECK_HTTP_CONNECT);
+	assert_string_equal(p->check_target, "[::1]:443");
+	assert_int_equal(p->check_interval_ms, 250);
+	assert_int_equal(p->check_timeout_ms, 100);
+	assert_int_equal(p->rise, 4);
+	assert_int_equal(p->fall, 1);
+	assert_int_equal(p->queue_max, 0);
+	assert_int_equal(p->queue_timeout_ms, 7);
+	assert_int_equal(p->send_proxy, 2);
+	assert_int_equal(fx->cfg.rules[0].action, ACT_TUNNEL);
+	assert_int_equal(fx->cfg.rules[0].pool, -1);
+	assert_int_equal(fx->cfg.rules[1].action, ACT_TUNNEL);
+	assert_int_equal(fx->cfg.rules[1].pool, 1);
+}
 
 static void test_errors(void **state)
 {
@@ -778,6 +852,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hardening_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syntax_variants, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),

@@ -146,6 +146,7 @@ static struct gateway *made_up_gateway(struct conn *c, struct tunnel *t)
 	strcpy(gw->stats.uerr[0].server, "127.0.0.1:1");
 	gw->stats.uerr[0].n[UE_REFUSED] = 4;
 	hist_observe(&gw->stats.connect, &hist_connect, 700);
+	gw->stats.upstream_reused = 5;
 	r->tunnels_sockmap = 2;
 	r->tunnels_splice = 1;
 	r->paths = (struct tunnel_paths){ .kernel = { 100, 200 }, .copied = { 10, 20 },
@@ -172,6 +173,7 @@ static void test_exposition(void **state)
 		"\ntunnelgate_upstream_errors_total{pool=\"p1\",server=\"127.0.0.1:1\",kind=\"refused\"} 4\n",
 		"\ntunnelgate_upstream_connect_seconds_bucket{le=\"0.001\"} 1\n",
 		"\ntunnelgate_upstream_connect_seconds_sum 0.0007\n",
+		"\ntunnelgate_upstream_reused_total 5\n",
 		"\ntunnelgate_tunnels_total{relay=\"sockmap\"} 2\n",
 		"\ntunnelgate_tunnels_total{relay=\"splice\"} 1\n",
 		"\ntunnelgate_tunnels_open{relay=\"sockmap\"} 1\n",

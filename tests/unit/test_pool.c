@@ -27,6 +27,8 @@ static struct pool *make_pool(struct pool_fx *fx, enum balance bal, const unsign
 	memset(fx, 0, sizeof(*fx));
 	strcpy(fx->pool.name, "p");
 	fx->pool.balance = bal;
+	fx->pool.rise = 2;
+	fx->pool.fall = 3;
 	fx->pool.servers = fx->servers;
 	for (unsigned i = 0; i < MAX_SERVERS && weights[i]; i++) {
 		fx->servers[i].name[0] = 'a' + i;
@@ -71,7 +73,7 @@ static void test_roundrobin_sequences(void **state)
 
 		for (size_t j = 0; j < strlen(cases[i].seq); j++) {
 			got[j] = pick_name(p, NULL, "h:443", NULL);
-			pool_release(&fx.servers[got[j] - 'a']);
+			pool_release(p, &fx.servers[got[j] - 'a']);
 		}
 		if (strcmp(got, cases[i].seq))
 			fail_msg("case %zu: got %s, want %s", i, got, cases[i].seq);
@@ -105,11 +107,11 @@ static void test_roundrobin_1_2(void **state)
 	assert_int_equal(fx.states[1].picks, 20);
 	assert_int_equal(fx.states[0].active, 10); /* nothing released */
 	for (int i = 0; i < 10; i++)
-		pool_release(&fx.servers[0]);
+		pool_release(p, &fx.servers[0]);
 	assert_int_equal(fx.states[0].active, 0);
-	pool_release(&fx.servers[0]); /* never below zero */
+	pool_release(p, &fx.servers[0]); /* never below zero */
 	assert_int_equal(fx.states[0].active, 0);
-	pool_release(NULL);
+	pool_release(p, NULL);
 }
 
 static void test_exclude(void **state)
@@ -169,7 +171,7 @@ static void test_leastconn(void **state)
 	/* idle pool: ties rotate instead of always taking the first */
 	for (int i = 0; i < 6; i++) {
 		seq[i] = pick_name(p, NULL, NULL, NULL);
-		pool_release(&fx.servers[seq[i] - 'a']);
+		pool_release(p, &fx.servers[seq[i] - 'a']);
 	}
 	assert_string_equal(seq, "abcabc");
 
@@ -181,9 +183,9 @@ static void test_leastconn(void **state)
 	assert_int_equal(pick_name(p, NULL, NULL, NULL), 'b'); /* 5 3 3 */
 	assert_int_equal(pick_name(p, NULL, NULL, NULL), 'c'); /* 5 3 4: tie, c fewer picks */
 	assert_int_equal(pick_name(p, NULL, NULL, NULL), 'b'); /* 5 4 4 */
-	pool_release(&fx.servers[0]);
-	pool_release(&fx.servers[0]);
-	pool_release(&fx.servers[0]);
+	pool_release(p, &fx.servers[0]);
+	pool_release(p, &fx.servers[0]);
+	pool_release(p, &fx.servers[0]);
 	assert_int_equal(pick_name(p, NULL, NULL, NULL), 'a'); /* 2 4 4 */
 
 	/* weights: active/weight, so a weight 3 server holds 3x the connections */
@@ -269,6 +271,154 @@ static void test_target(void **state)
 	assert_true(seen[0] > 60 && seen[0] < 140);
 }
 
+/* fall failures in a row take a server down, rise checks bring it up; answers reset. */
+static void test_health_fall_rise(void **state)
+{
+	struct pool_fx fx;
+	struct pool *p = make_pool(&fx, BAL_ROUNDROBIN, (const unsigned[]){ 1, 1, 0 });
+	struct server *a = &fx.servers[0];
+
+	(void)state;
+	pool_server_failed(p, a, "refused");
+	pool_server_failed(p, a, "refused");
+	pool_server_ok(p, a, NULL); /* a client got an answer: the run of failures ends */
+	pool_server_failed(p, a, "refused");
+	pool_server_failed(p, a, "refused");
+	assert_false(fx.states[0].down);
+	pool_server_failed(p, a, "timeout");
+	assert_true(fx.states[0].down);
+	assert_string_equal(fx.states[0].last, "timeout");
+	assert_int_equal(fx.states[0].downs, 1);
+	assert_string_equal(pool_server_state_name(&fx.states[0]), "down");
+	/* Down: every pick goes to b. */
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(pick_name(p, NULL, NULL, NULL), 'b');
+		pool_release(p, &fx.servers[1]);
+	}
+	pool_server_ok(p, a, NULL); /* a late answer does not bring it back */
+	pool_server_ok(p, a, "ok 1ms");
+	assert_true(fx.states[0].down);
+	pool_server_failed(p, a, "refused"); /* a failure restarts the count of checks */
+	pool_server_ok(p, a, "ok 1ms");
+	assert_true(fx.states[0].down);
+	pool_server_ok(p, a, "ok 1ms");
+	assert_false(fx.states[0].down);
+	assert_string_equal(fx.states[0].last, "ok 1ms");
+}
+
+/* Down or drained servers are skipped by every balance; none left is ENOENT. */
+static void test_unusable_skipped(void **state)
+{
+	static const enum balance modes[] = { BAL_ROUNDROBIN, BAL_LEASTCONN, BAL_SOURCE, BAL_TARGET };
+	struct pool_fx fx;
+
+	(void)state;
+	for (size_t m = 0; m < 4; m++) {
+		struct pool *p = make_pool(&fx, modes[m], (const unsigned[]){ 1, 1, 1, 0 });
+		char buf[32];
+
+		fx.states[0].down = true;
+		fx.states[2].drained = true;
+		for (int i = 0; i < 20; i++) {
+			snprintf(buf, sizeof(buf), "h%d:443", i);
+			assert_int_equal(pick_name(p, NULL, buf, NULL), 'b');
+		}
+		fx.states[1].down = true;
+		errno = 0;
+		assert_null(pool_pick(p, NULL, "h:443", NULL));
+		assert_int_equal(errno, ENOENT);
+		assert_string_equal(pool_server_state_name(&fx.states[2]), "drained");
+		fx.states[2].down = true;
+		assert_string_equal(pool_server_state_name(&fx.states[2]), "down,drained");
+	}
+}
+
+/* A server at its maxconn is skipped; all usable ones full is EBUSY. */
+static void test_maxconn(void **state)
+{
+	struct pool_fx fx;
+	struct pool *p = make_pool(&fx, BAL_ROUNDROBIN, (const unsigned[]){ 1, 1, 0 });
+
+	(void)state;
+	fx.servers[0].maxconn = 1;
+	fx.servers[1].maxconn = 2;
+	assert_non_null(pool_pick(p, NULL, NULL, NULL));
+	assert_non_null(pool_pick(p, NULL, NULL, NULL));
+	assert_non_null(pool_pick(p, NULL, NULL, NULL));
+	assert_int_equal(fx.states[0].active, 1);
+	assert_int_equal(fx.states[1].active, 2);
+	errno = 0;
+	assert_null(pool_pick(p, NULL, NULL, NULL));
+	assert_int_equal(errno, EBUSY);
+	pool_release(p, &fx.servers[1]);
+	assert_int_equal(pick_name(p, NULL, NULL, NULL), 'b');
+	fx.states[1].down = true; /* full and down: nothing usable is ENOENT */
+	fx.states[0].down = true;
+	errno = 0;
+	assert_null(pool_pick(p, NULL, NULL, NULL));
+	assert_int_equal(errno, ENOENT);
+}
+
+/* Waiters leave in arrival order, one per released slot; a retry keeps its place. */
+static void test_queue(void **state)
+{
+	struct pool_fx fx;
+	struct pool *p = make_pool(&fx, BAL_ROUNDROBIN, (const unsigned[]){ 1, 0 });
+	struct pool_waiter w[3] = { 0 };
+
+	(void)state;
+	p->state = pool_state_get("q");
+	assert_non_null(p->state);
+	fx.servers[0].maxconn = 1;
+	assert_non_null(pool_pick(p, NULL, NULL, NULL));
+	for (int i = 0; i < 3; i++)
+		pool_queue_add(p, &w[i]);
+	assert_int_equal(p->state->queued, 3);
+	assert_null(pool_queue_next()); /* no slot freed yet */
+	pool_queue_leave(&w[1]);          /* a client that went away */
+	pool_queue_leave(&w[1]);          /* twice is harmless */
+	assert_int_equal(p->state->queued, 2);
+	pool_release(p, &fx.servers[0]);
+	assert_ptr_equal(pool_queue_next(), &w[0]);
+	assert_non_null(pool_pick(p, NULL, NULL, NULL)); /* w[0] takes the slot */
+	/* The next one finds no room and goes back to the head. */
+	assert_ptr_equal(pool_queue_next(), &w[2]);
+	pool_queue_retry(p, &w[2]);
+	assert_null(pool_queue_next());
+	assert_int_equal(p->state->queued, 1);
+	pool_queue_kick();
+	assert_ptr_equal(pool_queue_next(), &w[2]);
+	assert_int_equal(p->state->queued, 0);
+	assert_null(pool_queue_next());
+	assert_int_equal(p->state->waits, 3);
+	pool_state_put(p->state);
+}
+
+/* drain: ip:port in every pool, POOL/ip:port in one; the state survives a re-get. */
+static void test_drain(void **state)
+{
+	struct sockaddr_any a;
+	struct server_state *s1, *s2, *again;
+
+	(void)state;
+	assert_int_equal(parse_hostport("127.0.0.1:8888", &a), 0);
+	s1 = server_state_get("one", &a);
+	s2 = server_state_get("two", &a);
+	assert_int_equal(pool_drain("127.0.0.1:8888", true), 2);
+	assert_true(s1->drained && s2->drained);
+	assert_int_equal(pool_drain("two/127.0.0.1:8888", false), 1);
+	assert_true(s1->drained);
+	assert_false(s2->drained);
+	assert_int_equal(pool_drain("127.0.0.1:9999", true), 0);
+	assert_int_equal(pool_drain("tw/127.0.0.1:8888", true), 0);
+	again = server_state_get("one", &a); /* a reload's config: same state */
+	assert_ptr_equal(again, s1);
+	assert_true(again->drained);
+	server_state_put(again);
+	server_state_put(s1);
+	server_state_put(s2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -279,6 +429,11 @@ int main(void)
 		cmocka_unit_test(test_leastconn),
 		cmocka_unit_test(test_source),
 		cmocka_unit_test(test_target),
+		cmocka_unit_test(test_health_fall_rise),
+		cmocka_unit_test(test_unusable_skipped),
+		cmocka_unit_test(test_maxconn),
+		cmocka_unit_test(test_queue),
+		cmocka_unit_test(test_drain),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
