@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <linux/netlink.h>
@@ -85,7 +86,7 @@ static const char *const daemon_syscalls[] = {
 
 /* The helper: wait on a pipe, then move a pid, remove files and directories. */
 static const char *const helper_syscalls[] = {
-	"read", "write", "close", "openat", "newfstatat", "unlink", "rmdir", "clock_gettime",
+	"read", "write", "close", "openat", "newfstatat", "lseek", "unlink", "rmdir", "clock_gettime",
 	"brk", "mmap", "munmap", "rt_sigreturn", "exit_group",
 };
 
@@ -197,7 +198,8 @@ static int add_rules(scmp_filter_ctx ctx, const char *const *names, size_t n)
 static int add_arg_rules(scmp_filter_ctx ctx)
 {
 	static const int families[] = { AF_UNIX, AF_INET, AF_INET6 };
-	static const unsigned long ioctls[] = { SIOCINQ, SIOCOUTQ };
+	/* TCGETS: glibc's isatty() on a stream's first write (access_log = /dev/null). */
+	static const unsigned long ioctls[] = { SIOCINQ, SIOCOUTQ, TCGETS };
 	int err = 0;
 
 	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]) && !err; i++)
