@@ -30,14 +30,18 @@ static bool log_due(uint64_t now)
 					   __ATOMIC_RELAXED);
 }
 
-/* Stop accepting until a connection slot frees; new clients wait in the backlog. */
-static void accept_pause(struct gateway *gw, const char *why)
+/*
+ * Stop accepting until a connection slot frees; new clients wait in the backlog.
+ * @out_of_fds: the descriptors ran out, rather than max_connections.
+ */
+static void accept_pause(struct gateway *gw, const char *why, bool out_of_fds)
 {
 	uint64_t now = now_ms();
 
 	for (struct listener *l = gw->listeners; l; l = l->next)
 		ev_set(&l->h, 0);
 	gw->accept_paused = true;
+	gw->paused_fds = out_of_fds;
 	gw->paused_conns = gw->nconns;
 	gw->paused_ms = now;
 	gw->stats.accept_pauses++;
@@ -57,7 +61,9 @@ void accept_resume(struct gateway *gw)
 	if (!gw->accept_paused || gw->stopping ||
 	    __atomic_load_n(gw->conns_total, __ATOMIC_RELAXED) >= gw->max_conns)
 		return;
-	if (gw->nconns >= gw->paused_conns && now_ms() - gw->paused_ms < ACCEPT_RETRY_MS)
+	/* Out of fds: once one of ours closed, or after a while (another process's may). */
+	if (gw->paused_fds && gw->nconns >= gw->paused_conns &&
+	    now_ms() - gw->paused_ms < ACCEPT_RETRY_MS)
 		return;
 	gw->accept_paused = false;
 	for (struct listener *l = gw->listeners; l; l = l->next)
@@ -77,6 +83,28 @@ static void refuse_client(struct gateway *gw, int fd)
 	close(fd);
 }
 
+/*
+ * One of max_connections for a connection about to be accepted, counted before the
+ * accept so that two workers cannot both take the last one; conn_close() gives it
+ * back, or unreserve() when no connection came of it.
+ */
+static bool reserve(struct gateway *gw)
+{
+	unsigned n = __atomic_load_n(gw->conns_total, __ATOMIC_RELAXED);
+
+	do {
+		if (n >= gw->max_conns)
+			return false;
+	} while (!__atomic_compare_exchange_n(gw->conns_total, &n, n + 1, false,
+					      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+	return true;
+}
+
+static void unreserve(struct gateway *gw)
+{
+	__atomic_sub_fetch(gw->conns_total, 1, __ATOMIC_RELAXED);
+}
+
 void accept_ready(struct gateway *gw, struct listener *l)
 {
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
@@ -85,22 +113,25 @@ void accept_ready(struct gateway *gw, struct listener *l)
 		struct conn *c;
 		int fd;
 
-		if (__atomic_load_n(gw->conns_total, __ATOMIC_RELAXED) >= gw->max_conns) {
-			accept_pause(gw, "max_connections reached");
+		if (!reserve(gw)) {
+			accept_pause(gw, "max_connections reached", false);
 			return;
 		}
 		fd = accept4(l->h.fd, &a.sa, &a.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
+			unreserve(gw);
 			if (errno == EMFILE || errno == ENFILE)
-				accept_pause(gw, strerror(errno));
+				accept_pause(gw, strerror(errno), true);
 			return;
 		}
 		if (per_client && admit_count(gw->admit, &a) >= per_client) {
+			unreserve(gw);
 			refuse_client(gw, fd);
 			continue;
 		}
-		c = conn_new(gw, fd, &a);
+		c = conn_new(gw, fd, &a); /* it owns the slot from here on */
 		if (!c) {
+			unreserve(gw);
 			pr_warn("cannot accept: out of memory");
 			close(fd);
 			return;

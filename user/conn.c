@@ -57,8 +57,7 @@ struct conn *conn_new(struct gateway *gw, int fd, const struct sockaddr_any *a)
 	if (gw->conns)
 		gw->conns->prev = c;
 	gw->conns = c;
-	gw->nconns++;
-	__atomic_add_fetch(gw->conns_total, 1, __ATOMIC_RELAXED);
+	gw->nconns++; /* conns_total: counted by accept.c before the accept */
 	return c;
 }
 

@@ -97,6 +97,7 @@ struct gateway {
 	uint64_t stop_deadline_ms;
 	unsigned max_conns;      /* max_connections in effect */
 	bool accept_paused;      /* listeners out of epoll until a connection slot frees */
+	bool paused_fds;         /* ... because the descriptors ran out (else max_connections) */
 	unsigned paused_conns;   /* connections open when the fds ran out */
 	uint64_t paused_ms;
 
