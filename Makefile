@@ -38,8 +38,8 @@ endif
 .SECONDARY:
 .PHONY: all binaries deps test-deps bench-deps run test unit unit-run integration callgraph clean
 
-MODULES  := log fsutil addr config_keys config rules pool reuse http cgroup relay resolver ev buf hist admit http_msg access_log proxy_proto \
-	    conn request upstream http_fwd kernel_relay splice_relay tunnel health stream listener \
+MODULES  := log fsutil addr config_keys config rules pool reuse http cgroup relay resolver ev buf hist admit http_msg access_log proxy_proto wbox stats \
+	    conn request upstream http_fwd kernel_relay splice_relay tunnel health stream listener workers accept \
 	    metrics control priv loop
 DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
 	       $(OUT)/llhttp/api.o $(OUT)/llhttp/http.o $(OUT)/llhttp/llhttp.o
@@ -147,7 +147,8 @@ $(OUT)/tests/test_kernel_relay: WRAP := -Wl,--wrap=relay_read_end -Wl,--wrap=rel
 $(OUT)/tests/test_splice_relay: $(OUT)/san/splice_relay.o $(OUT)/san/ev.o $(OUT)/san/log.o
 $(OUT)/tests/test_splice_relay: WRAP := -Wl,--wrap=shutdown
 $(OUT)/tests/test_metrics: $(OUT)/san/metrics.o $(OUT)/san/hist.o $(OUT)/san/buf.o $(OUT)/san/ev.o \
-	$(OUT)/san/log.o $(OUT)/san/addr.o $(OUT)/san/pool.o
+	$(OUT)/san/log.o $(OUT)/san/addr.o $(OUT)/san/pool.o $(OUT)/san/stats.o $(OUT)/san/workers.o \
+	$(OUT)/san/wbox.o
 # The open tunnels' counters come from the test, not from tunnel.c.
 $(OUT)/tests/test_metrics: WRAP := -Wl,--wrap=tunnel_counters
 

@@ -18,6 +18,8 @@
 #   splice2   client -> tunnelgated relay=splice  -> UPSTREAM -> origin        (2 hops)
 #   haproxy2  client -> haproxy 2.6 mode http     -> UPSTREAM -> origin        (2 hops)
 #   squid1    client -> squid 5.7 (CONNECT, no cache)       -> origin        (1 hop)
+#   sockmap1w1 as sockmap1 with workers = 1 (sockmap1 runs the default: one per CPU)
+#   squid1w2  as squid1 with `workers 2` (squid's SMP mode: two worker processes)
 #   tinyproxy1 client -> tinyproxy 1.11                     -> origin        (1 hop)
 # UPSTREAM is one more tunnelgated (relay=sockmap, direct pool): haproxy cannot dial a
 # CONNECT target itself, so every gateway of the 2-hop rows forwards to the same one.
@@ -56,7 +58,7 @@ BYTES=${BYTES:-1G}
 IDLE=${IDLE:-3000}
 DURATION=${DURATION:-5}
 SAMPLES=${SAMPLES:-20000}
-SETUPS=${SETUPS:-direct sockmap1 hold1 splice1 sockmap2 splice2 haproxy2 squid1 tinyproxy1}
+SETUPS=${SETUPS:-direct sockmap1 sockmap1w1 hold1 splice1 sockmap2 splice2 haproxy2 squid1 squid1w2 tinyproxy1}
 TESTS=${TESTS:-all}	# tgbench tests per run, e.g. "b4" to rerun one figure
 UPSTREAM_RELAY=${UPSTREAM_RELAY:-sockmap}	# relay of the shared upstream of the 2-hop rows
 MODE=${1:-full}
@@ -134,9 +136,10 @@ launch() {
 	wait_port "$PORT" "$PID" "$name"
 }
 
-# start_tg NAME RELAY [UPSTREAM_PORT] [PAUSE]: a tunnelgated; sets PORT and PID.
+# start_tg NAME RELAY [UPSTREAM_PORT] [PAUSE] [WORKERS]: a tunnelgated (WORKERS: its
+# workers key, the default when empty); sets PORT and PID.
 start_tg() {
-	local name=$1 relay=$2 up=${3:-} pause=${4:-sockops} pool
+	local name=$1 relay=$2 up=${3:-} pause=${4:-sockops} workers=${5:+workers = $5} pool
 	NINST=$((NINST + 1))
 	PORT=$("$TGBENCH" --free-port) || return 1
 	if [ -n "$up" ]; then pool="server = 127.0.0.1:$up"; else pool="direct = yes"; fi
@@ -145,6 +148,7 @@ start_tg() {
 	listen = 127.0.0.1:$PORT
 	relay = $relay
 	pause = $pause
+	$workers
 	control = $TMP/$name.sock
 	bpf_pin_dir = /sys/fs/bpf/tgbench-$$-$NINST
 	connect_ports = *
@@ -189,20 +193,21 @@ start_haproxy() {
 	launch "$name" "$HAPROXY" -db -f "$TMP/$name.cfg"
 }
 
-# start_squid NAME ORIGIN_PORT: squid in the foreground (-N), one worker, no cache and no
+# start_squid NAME ORIGIN_PORT [WORKERS]: squid in the foreground (-N), WORKERS (1) worker
+# processes (SMP mode above 1: a coordinator forks them, all on the one port), no cache and no
 # access log, CONNECT from localhost to ORIGIN_PORT only, IP literals only (any name
 # look-up would go to 127.0.0.1). Squid drops root for its cache_effective_user, so its
 # directory (pid file, core dumps) and cache.log ($TMP/NAME.log, its stderr too) belong
 # to that user and $TMP is made traversable. Sets PORT and PID.
 start_squid() {
-	local name=$1 oport=$2 dir=$TMP/$1.d user=proxy
+	local name=$1 oport=$2 workers=${3:-1} dir=$TMP/$1.d user=proxy
 	id -u "$user" >/dev/null 2>&1 || user=nobody
 	PORT=$("$TGBENCH" --free-port) || return 1
 	chmod 711 "$TMP" && install -d -o "$user" -m 700 "$dir" &&
 		touch "$TMP/$name.log" && chown "$user" "$TMP/$name.log" || return 1
 	cat > "$TMP/$name.conf" <<-EOF
 	http_port 127.0.0.1:$PORT
-	workers 1
+	workers $workers
 	cache_effective_user $user
 	acl CONNECT method CONNECT
 	acl origin_port port $oport
@@ -248,7 +253,7 @@ start_tinyproxy() {
 have_program() {
 	local prog
 	case $1 in
-	squid1) prog=$SQUID ;;
+	squid1 | squid1w2) prog=$SQUID ;;
 	tinyproxy1) prog=$TINYPROXY ;;
 	haproxy2) prog=$HAPROXY ;;
 	*) return 0 ;;
@@ -287,6 +292,12 @@ run_setup() {
 	hold1)
 		start_tg "$setup" sockmap "" hold || return 1
 		gw_pid=$PID gw_name=$setup target=(--proxy "127.0.0.1:$PORT" --pid "$PID") ;;
+	sockmap1w1)
+		start_tg "$setup" sockmap "" sockops 1 || return 1
+		gw_pid=$PID gw_name=$setup target=(--proxy "127.0.0.1:$PORT" --pid "$PID") ;;
+	squid1w2)
+		start_squid "$setup" "$oport" 2 || return 1
+		gw_pid=$PID gw_name=$setup target=(--proxy "127.0.0.1:$PORT" --pid "$PID") ;;
 	squid1 | tinyproxy1)
 		"start_${setup%1}" "$setup" "$oport" || return 1
 		gw_pid=$PID gw_name=$setup target=(--proxy "127.0.0.1:$PORT" --pid "$PID") ;;
@@ -297,7 +308,7 @@ run_setup() {
 		gw_pid=$PID gw_name=$setup target=(--proxy "127.0.0.1:$PORT" --pid "$PID") ;;
 	*) echo "bench: unknown setup '$setup'" >&2; return 1 ;;
 	esac
-	case $setup in sockmap1 | hold1 | sockmap2) gw_sock=$TMP/$setup.sock ;; esac
+	case $setup in sockmap1 | sockmap1w1 | hold1 | sockmap2) gw_sock=$TMP/$setup.sock ;; esac
 	[ "$tests" = all ] && tests="b6 b1 b2 b3 b4"	# tgbench's own order for "all"
 	: > "$outf"
 	for t in $tests; do
@@ -579,6 +590,17 @@ END {
 		if (p == "" || val("sockmap1", k) == "") { printf "  n/a   %s (setup not run)\n", k; continue }
 		printf "  %-28s sockmap1 %s / %s %s = %s\n", k, fmt(val("sockmap1", k)), p, fmt(val(p, k)),
 			ratio("sockmap1", p, k)
+	}
+	# workers: sockmap1 runs one per CPU, sockmap1w1 one; squid1w2 is squid in SMP mode.
+	printf "\nWorkers (all processes share this machine'"'"'s cores with tgbench and the origin):\n"
+	printf "  %-24s %11s %11s %8s %11s %11s %8s\n", "figure", "sockmap1w1", "sockmap1",
+		"ratio", "squid1", "squid1w2", "ratio"
+	split("B2_down_gbps B4_setup_tunnels_per_s", W, " ")
+	for (j = 1; j <= 2; j++) {
+		k = W[j]
+		printf "  %-24s %11s %11s %8s %11s %11s %8s\n", k, fmt(val("sockmap1w1", k)),
+			fmt(val("sockmap1", k)), ratio("sockmap1", "sockmap1w1", k), fmt(val("squid1", k)),
+			fmt(val("squid1w2", k)), ratio("squid1w2", "squid1", k)
 	}
 }
 function check(what, got, op, want,   ok) {

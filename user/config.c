@@ -12,6 +12,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,6 +455,19 @@ unsigned config_max_connections(const struct config *cfg)
 	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY)
 		return 100000;
 	return rl.rlim_cur > 64 + 6 ? (unsigned)((rl.rlim_cur - 64) / 6) : 1;
+}
+
+unsigned config_workers(const struct config *cfg)
+{
+	cpu_set_t set;
+	int n;
+
+	if (cfg->workers)
+		return cfg->workers;
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return 1;
+	n = CPU_COUNT(&set);
+	return n < 1 ? 1 : n > CFG_MAX_WORKERS ? CFG_MAX_WORKERS : (unsigned)n;
 }
 
 bool config_port_allowed(const struct config *cfg, unsigned port)

@@ -121,6 +121,7 @@ struct config {
 	enum { XFF_NO, XFF_APPEND, XFF_REPLACE } x_forwarded_for;
 	bool http_ports_any;
 	uint8_t http_ports[65536 / 8]; /* ports a plain request may reach through a direct pool */
+	unsigned workers;        /* event loops; 0: one per CPU the process may run on */
 	unsigned max_connections; /* 0: from the fd limit (see config_max_connections()) */
 	unsigned max_connections_per_client; /* 0: no limit */
 	unsigned body_timeout_ms; /* a request body may pause this long */
@@ -183,6 +184,9 @@ bool config_http_port_allowed(const struct config *cfg, unsigned port);
 
 /* max_connections, or what the fd limit allows: (soft RLIMIT_NOFILE - 64) / 6. */
 unsigned config_max_connections(const struct config *cfg);
+
+/* The event loops to run: workers, or the CPUs the process may run on (1..CFG_MAX_WORKERS). */
+unsigned config_workers(const struct config *cfg);
 
 /* True if CONNECT to @port is allowed by connect_ports. */
 bool config_port_allowed(const struct config *cfg, unsigned port);

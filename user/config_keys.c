@@ -676,6 +676,7 @@ static const struct key_def gateway_keys[] = {
 	{ .name = "metrics_listen", .set = set_metrics_listen },
 	{ NUMBER(upstream_idle_max, 0, 65536) },
 	{ NUMBER(upstream_idle_timeout_ms, 1, TIMEOUT_MAX) },
+	{ NUMBER(workers, 0, CFG_MAX_WORKERS) },
 };
 
 static const struct key_def pool_keys[] = {

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "pool.h"
 #include "resolver.h"
+#include "stats.h"
 #include "reuse.h"
 
 struct conn *conn_new(struct gateway *gw, int fd, const struct sockaddr_any *a)
@@ -56,7 +57,7 @@ struct conn *conn_new(struct gateway *gw, int fd, const struct sockaddr_any *a)
 	if (gw->conns)
 		gw->conns->prev = c;
 	gw->conns = c;
-	gw->nconns++;
+	gw->nconns++; /* conns_total: counted by accept.c before the accept */
 	return c;
 }
 
@@ -160,6 +161,7 @@ void conn_close(struct conn *c, const char *why)
 	if (c->next)
 		c->next->prev = c->prev;
 	gw->nconns--;
+	__atomic_sub_fetch(gw->conns_total, 1, __ATOMIC_RELAXED);
 	free(c->cbuf);
 	free(c->ubuf);
 	free(c->req);
@@ -352,29 +354,9 @@ enum upstream_err upstream_err_of(int err)
 	}
 }
 
-/* The counters of @pool and @server; past UPSTREAM_ERR_PAIRS pairs, the shared "other". */
-static struct upstream_errs *uerr_find(struct req_stats *s, const char *pool, const char *server)
-{
-	struct upstream_errs *e;
-
-	for (unsigned i = 0; i < s->nuerr; i++) {
-		e = &s->uerr[i];
-		if (!strcmp(e->pool, pool) && !strcmp(e->server, server))
-			return e;
-	}
-	if (s->nuerr == UPSTREAM_ERR_PAIRS)
-		return &s->uerr[UPSTREAM_ERR_PAIRS - 1];
-	e = &s->uerr[s->nuerr++];
-	if (s->nuerr == UPSTREAM_ERR_PAIRS)
-		pool = server = "other";
-	snprintf(e->pool, sizeof(e->pool), "%s", pool);
-	snprintf(e->server, sizeof(e->server), "%s", server);
-	return e;
-}
-
 void conn_upstream_error(struct conn *c, enum upstream_err kind)
 {
-	struct upstream_errs *e = uerr_find(&c->gw->stats, c->pool ? c->pool->name : "-",
+	struct upstream_errs *e = stats_uerr(&c->gw->stats, c->pool ? c->pool->name : "-",
 					    c->server ? c->server->name : "-");
 
 	e->n[kind]++;

@@ -13,7 +13,10 @@
 #include "conn-t.h"
 #include "gateway-t.h"
 
-/* A new connection on the accepted socket @fd from @a, in CS_REQ_HEAD. NULL if no memory. */
+/*
+ * A new connection on the accepted socket @fd from @a, in CS_REQ_HEAD. NULL if no memory.
+ * The caller has counted it in *gw->conns_total already; conn_close() takes it off.
+ */
 struct conn *conn_new(struct gateway *gw, int fd, const struct sockaddr_any *a);
 
 /* Close both sockets and unlink @c; freed by conn_bury(). Idempotent. */

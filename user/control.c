@@ -25,6 +25,7 @@
 #include "pool.h"
 #include "relay.h"
 #include "tunnel.h"
+#include "workers.h"
 
 #define CTL_MAX_REQUEST 256
 
@@ -134,8 +135,10 @@ static void out(struct ctl_client *cc, const char *fmt, ...)
 		obuf_put(&cc->out, line, n);
 }
 
-static void cmd_list(struct gateway *gw, struct ctl_client *cc)
+/* On each worker's thread: its tunnels' rows. */
+static int list_worker(struct gateway *gw, void *arg)
 {
+	struct ctl_client *cc = arg;
 	uint64_t now = now_ms();
 
 	for (struct conn *c = gw->conns; c; c = c->next) {
@@ -150,22 +153,12 @@ static void cmd_list(struct gateway *gw, struct ctl_client *cc)
 		    relay_kind_name(c->tun->kind), n.up, n.down,
 		    now - c->tun->start_ms, n.idle_ms, n.copied_up, n.copied_down);
 	}
+	return 0;
 }
 
-/* Kernel relay bytes of all tunnels, open and closed: relayed in the kernel and copied. */
-static void relay_bytes(struct gateway *gw, uint64_t *kernel, uint64_t *copied)
+static void cmd_list(struct gateway *gw, struct ctl_client *cc)
 {
-	*kernel = gw->tunnels.stats.bytes_kernel;
-	*copied = gw->tunnels.stats.bytes_copied;
-	for (struct conn *c = gw->conns; c; c = c->next) {
-		struct tunnel_counts n;
-
-		if (c->state != CS_TUNNEL || c->tun->kind != RK_SOCKMAP)
-			continue;
-		tunnel_counters(c->tun, &n);
-		*kernel += n.up + n.down - n.copied_up - n.copied_down;
-		*copied += n.copied_up + n.copied_down;
-	}
+	workers_each(gw, list_worker, cc);
 }
 
 /* A histogram as /metrics has it: cumulative buckets by upper bound in seconds, sum, count. */
@@ -187,13 +180,12 @@ static void stats_hist(struct ctl_client *cc, const char *name, const struct his
 }
 
 /* The numbers of /metrics the lines before them lack (README.md, Metrics). */
-static void stats_metrics(struct gateway *gw, struct ctl_client *cc)
+static void stats_metrics(const struct gw_totals *t, struct ctl_client *cc)
 {
-	const struct req_stats *s = &gw->stats;
-	struct metrics_snap m;
+	const struct req_stats *s = &t->stats;
+	const struct metrics_snap m = t->snap;
 	char code[8];
 
-	metrics_snapshot(gw, &m);
 	out(cc, "tunnels_open_sockmap\t%u\n", m.open_sockmap);
 	out(cc, "tunnels_open_splice\t%u\n", m.open_splice);
 	for (int d = 0; d < 2; d++) {
@@ -221,19 +213,17 @@ static void stats_metrics(struct gateway *gw, struct ctl_client *cc)
 				    e->server, metrics_uerr_names[k], e->n[k]);
 	}
 	stats_hist(cc, "upstream_connect_seconds", &s->connect, &hist_connect);
-	stats_hist(cc, "tunnel_duration_seconds", &gw->tunnels.stats.duration, &hist_tunnel);
+	stats_hist(cc, "tunnel_duration_seconds", &t->relay.duration, &hist_tunnel);
 }
 
-static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
+/* The request counters of every worker together. */
+static void stats_requests(const struct gw_totals *t, struct ctl_client *cc)
 {
-	const struct req_stats *s = &gw->stats;
-	const struct tunnels *ts = &gw->tunnels;
-	const struct relay_stats *r = &ts->stats;
-	uint64_t kernel, copied;
+	const struct req_stats *s = &t->stats;
+	const struct relay_stats *r = &t->relay;
 
-	out(cc, "relay\t%s\n", relay_kind_name(ts->default_kind));
-	out(cc, "connections\t%u\n", gw->nconns);
-	out(cc, "tunnels_open\t%u\n", ts->open);
+	out(cc, "connections\t%u\n", t->conns);
+	out(cc, "tunnels_open\t%u\n", t->tunnels_open);
 	out(cc, "accepted\t%" PRIu64 "\n", s->accepted);
 	out(cc, "requests\t%" PRIu64 "\n", s->requests);
 	out(cc, "tunnels_total\t%" PRIu64 "\n", r->tunnels_total);
@@ -244,20 +234,43 @@ static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 	out(cc, "upstream_errors\t%" PRIu64 "\n", s->upstream_errors);
 	out(cc, "reused\t%" PRIu64 "\n", s->upstream_reused);
 	out(cc, "timeouts\t%" PRIu64 "\n", s->timeouts);
+	out(cc, "refused_per_client\t%" PRIu64 "\n", s->refused_per_client);
+	out(cc, "accept_pauses\t%" PRIu64 "\n", s->accept_pauses);
+}
+
+/* On each worker's thread: "worker<TAB>ID<TAB>accepted<TAB>open connections". */
+static int stats_worker(struct gateway *gw, void *arg)
+{
+	out(arg, "worker\t%u\t%" PRIu64 "\t%u\n", gw->worker_id, gw->stats.accepted, gw->nconns);
+	return 0;
+}
+
+static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
+{
+	const struct tunnels *ts = &gw->tunnels;
+	struct gw_totals *t = malloc(sizeof(*t)); /* some 60 KiB: not on the stack */
+
+	if (!t) {
+		out(cc, "error\tout of memory; retry later\n");
+		return;
+	}
+	metrics_totals(gw, t);
+	out(cc, "relay\t%s\n", relay_kind_name(ts->default_kind));
+	out(cc, "workers\t%u\n", gw->workers ? gw->workers->n : 1);
+	stats_requests(t, cc);
 	out(cc, "max_connections\t%u\n", gw->max_conns);
 	out(cc, "max_connections_per_client\t%u\n", gw->cfg->max_connections_per_client);
-	out(cc, "refused_per_client\t%" PRIu64 "\n", s->refused_per_client);
-	out(cc, "accepting\t%s\n", gw->accept_paused ? "paused" : "yes");
-	out(cc, "accept_pauses\t%" PRIu64 "\n", s->accept_pauses);
+	out(cc, "accepting\t%s\n", t->paused ? "paused" : "yes");
 	out(cc, "pause\t%s\n", !ts->relay ? "-" : relay_pausing(ts->relay) ? "sockops" : "hold");
-	out(cc, "holds\t%" PRIu64 "\n", r->holds);
-	out(cc, "pauses\t%" PRIu64 "\n", r->pauses);
-	relay_bytes(gw, &kernel, &copied);
-	out(cc, "bytes_kernel\t%" PRIu64 "\n", kernel);
-	out(cc, "bytes_copied\t%" PRIu64 "\n", copied);
-	out(cc, "bytes_up_closed\t%" PRIu64 "\n", r->bytes_up);
-	out(cc, "bytes_down_closed\t%" PRIu64 "\n", r->bytes_down);
-	stats_metrics(gw, cc);
+	out(cc, "holds\t%" PRIu64 "\n", t->relay.holds);
+	out(cc, "pauses\t%" PRIu64 "\n", t->relay.pauses);
+	out(cc, "bytes_kernel\t%" PRIu64 "\n", t->relay.bytes_kernel + t->kernel_open);
+	out(cc, "bytes_copied\t%" PRIu64 "\n", t->relay.bytes_copied + t->copied_open);
+	out(cc, "bytes_up_closed\t%" PRIu64 "\n", t->relay.bytes_up);
+	out(cc, "bytes_down_closed\t%" PRIu64 "\n", t->relay.bytes_down);
+	stats_metrics(t, cc);
+	workers_each(gw, stats_worker, cc);
+	free(t);
 }
 
 /* One server of `pools`: the columns of tunnelctl's header, tab separated. */
@@ -292,24 +305,34 @@ static void cmd_pools(struct gateway *gw, struct ctl_client *cc)
 	}
 }
 
+/* On each worker's thread: close tunnel *@arg if it is this worker's (1: it was). */
+static int kill_worker(struct gateway *gw, void *arg)
+{
+	uint64_t id = *(uint64_t *)arg;
+
+	for (struct conn *c = gw->conns; c; c = c->next) {
+		if (c->state == CS_TUNNEL && c->tun->id == id) {
+			conn_set_end(c, END_KILLED, NULL);
+			conn_close(c, "killed by tunnelctl");
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static void cmd_kill(struct gateway *gw, struct ctl_client *cc, const char *arg)
 {
 	char *end;
-	unsigned long long id = strtoull(arg, &end, 10);
+	uint64_t id = strtoull(arg, &end, 10);
 
 	if (!*arg || *end) {
 		out(cc, "error\tkill needs a tunnel id (see tunnelctl list)\n");
 		return;
 	}
-	for (struct conn *c = gw->conns; c; c = c->next) {
-		if (c->state == CS_TUNNEL && c->tun->id == id) {
-			conn_set_end(c, END_KILLED, NULL);
-			conn_close(c, "killed by tunnelctl");
-			out(cc, "ok\n");
-			return;
-		}
-	}
-	out(cc, "error\tno open tunnel with id %llu\n", id);
+	if (workers_each(gw, kill_worker, &id) == 1)
+		out(cc, "ok\n");
+	else
+		out(cc, "error\tno open tunnel with id %" PRIu64 "\n", id);
 }
 
 /* drain SERVER / undrain SERVER */

@@ -16,6 +16,7 @@ enum handle_kind {
 	H_METRICS_CLIENT,        /* a connection to it, one GET /metrics */
 	H_HEALTH,                /* an active health check's socket (health.c) */
 	H_IDLE,                  /* an idle upstream connection kept for reuse (reuse.c) */
+	H_WAKE,                  /* a worker's mailbox (wbox.c): calls from the owner */
 };
 
 /* What epoll's data.ptr points at. */

@@ -18,6 +18,7 @@
 struct health;
 struct metrics_client;
 struct reuse;
+struct workers;
 
 struct listener {
 	struct handle h;
@@ -72,8 +73,19 @@ struct req_stats {
 	uint64_t upstream_reused; /* plain requests sent on a reused upstream connection */
 };
 
+/*
+ * One per worker: each event loop (thread) has its own gateway with its own epoll
+ * instance, listeners, connections, resolver and counters. What they share is
+ * reached through pointers: the config (refcounted), the relay, the admission table,
+ * the access log and the pool state (pool.c).
+ */
 struct gateway {
 	/* loop.c */
+	unsigned worker_id;      /* 0: the owner: signals, reload, control, metrics, checks */
+	struct workers *workers; /* every worker (workers.c) */
+	struct handle wake;      /* the mailbox (H_WAKE): calls from the owner */
+	bool exit_now;           /* a second signal: leave the loop at once */
+	unsigned *conns_total;   /* client connections of all workers (atomic): max_connections */
 	struct config *cfg;      /* current config */
 	const char *cfg_path;
 	struct handle sigh;
@@ -85,8 +97,9 @@ struct gateway {
 	uint64_t stop_deadline_ms;
 	unsigned max_conns;      /* max_connections in effect */
 	bool accept_paused;      /* listeners out of epoll until a connection slot frees */
+	bool paused_fds;         /* ... because the descriptors ran out (else max_connections) */
 	unsigned paused_conns;   /* connections open when the fds ran out */
-	uint64_t paused_ms, paused_log_ms;
+	uint64_t paused_ms;
 
 	/* control.c */
 	struct handle ctl;       /* control socket listener */

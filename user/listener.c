@@ -10,31 +10,57 @@
 
 #include "listener.h"
 #include "log.h"
+#include "workers.h"
 
 #define LISTEN_BACKLOG 4096
 
-/* Open a listening socket for @a. */
-static int listen_on(const struct sockaddr_any *a)
+/*
+ * With several workers each has its own socket per address in one SO_REUSEPORT group,
+ * and the kernel spreads new connections over them. Such a bind would also join the
+ * group of another daemon listening there as the same user: before the first socket
+ * of an address, a bind without SO_REUSEPORT checks that nobody listens there yet.
+ */
+static int address_free(const struct sockaddr_any *a)
 {
-	int fd, one = 1;
-	char name[64];
+	int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, err = 0;
 
-	fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (a->sa.sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, &a->sa, a->len) || listen(fd, LISTEN_BACKLOG)) {
-		int err = -errno;
+	if (bind(fd, &a->sa, a->len))
+		err = -errno;
+	close(fd);
+	return err;
+}
 
-		pr_warn("cannot listen on %s: %s%s", sockaddr_fmt(a, name, sizeof(name)),
-			strerror(errno),
-			errno == EADDRINUSE ? " (another process has it: stop it or change listen)" : "");
-		close(fd);
-		return err;
+/* Open a listening socket for @a; @reuseport: one of the workers' group (see above). */
+static int listen_on(const struct sockaddr_any *a, bool reuseport, bool first)
+{
+	int fd = -1, one = 1, err = first && reuseport ? address_free(a) : 0;
+	char name[64];
+
+	if (!err) {
+		fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		err = fd < 0 ? -errno : 0;
 	}
-	return fd;
+	if (!err) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (reuseport)
+			setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+		if (a->sa.sa_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		if (bind(fd, &a->sa, a->len) || listen(fd, LISTEN_BACKLOG))
+			err = -errno;
+	}
+	if (!err)
+		return fd;
+	pr_warn("cannot listen on %s: %s%s", sockaddr_fmt(a, name, sizeof(name)), strerror(-err),
+		err == -EADDRINUSE ? " (another process has it: stop it or change listen)" : "");
+	if (fd >= 0)
+		close(fd);
+	return err;
 }
 
 static bool same_addr(const struct sockaddr_any *a, const struct sockaddr_any *b)
@@ -54,7 +80,7 @@ static struct listener *listener_take(struct gateway *gw, const struct sockaddr_
 			*pp = l->next;
 			return l;
 		}
-	fd = listen_on(a);
+	fd = listen_on(a, gw->workers && gw->workers->n > 1, gw->worker_id == 0);
 	if (fd < 0)
 		return NULL;
 	l = calloc(1, sizeof(*l));
@@ -64,7 +90,6 @@ static struct listener *listener_take(struct gateway *gw, const struct sockaddr_
 	}
 	l->h = (struct handle){ .kind = H_LISTEN, .fd = fd, .owner = l };
 	l->addr = *a;
-	ev_set(&l->h, EPOLLIN);
 	return l;
 }
 
@@ -79,7 +104,14 @@ static void listeners_free(struct listener *l)
 	}
 }
 
-int listeners_sync(struct gateway *gw, const struct config *cfg)
+void listeners_arm(struct gateway *gw)
+{
+	for (struct listener *l = gw->listeners; l; l = l->next)
+		if (!l->h.in_epoll && !gw->accept_paused)
+			ev_set(&l->h, EPOLLIN);
+}
+
+int listeners_sync(struct gateway *gw, const struct config *cfg, bool arm)
 {
 	struct listener *keep = NULL, *l;
 
@@ -98,6 +130,8 @@ int listeners_sync(struct gateway *gw, const struct config *cfg)
 			if (l->addr.len == cfg->listen[i].len &&
 			    !memcmp(&l->addr.ss, &cfg->listen[i].ss, l->addr.len))
 				l->accept_proxy = cfg->accept_proxy[i];
+	if (arm)
+		listeners_arm(gw);
 	return 0;
 fail:
 	/* Put back what we took; new sockets stay open and are used. */

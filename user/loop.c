@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * The daemon's event loop: start-up and shut-down, signals, reload, drain, timers,
- * accepting, and the dispatch of every epoll event to its owner.
+ * The daemon's event loops: start-up and shut-down, the worker threads, signals,
+ * reload and drain (the owner's, fanned out to every worker), and each worker's loop:
+ * timers and the dispatch of every epoll event to its owner.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "accept.h"
 #include "admit.h"
 #include "cgroup.h"
 #include "conn.h"
@@ -28,94 +30,15 @@
 #include "reuse.h"
 #include "stream.h"
 #include "tunnel.h"
+#include "wbox.h"
+#include "workers.h"
 
 #define MAX_EVENTS 256
 #define TIMER_TICK_MS 50
 #define IDLE_SCAN_MS 1000
-#define ACCEPT_BATCH 64
-#define ACCEPT_LOG_MS 10000 /* at most one "not accepting" line per this */
-#define ACCEPT_RETRY_MS 1000 /* out of fds with no connection closed: try again after this */
 
-/* Stop accepting until a connection slot frees; new clients wait in the backlog. */
-static void accept_pause(struct gateway *gw, const char *why)
-{
-	uint64_t now = now_ms();
-
-	for (struct listener *l = gw->listeners; l; l = l->next)
-		ev_set(&l->h, 0);
-	gw->accept_paused = true;
-	gw->paused_conns = gw->nconns;
-	gw->paused_ms = now;
-	gw->stats.accept_pauses++;
-	if (now - gw->paused_log_ms >= ACCEPT_LOG_MS || !gw->paused_log_ms) {
-		gw->paused_log_ms = now;
-		pr_warn("not accepting connections for now: %s (%u open); raise it, or the fd limit (ulimit -n)",
-			why, gw->nconns);
-	}
-}
-
-/* Accept again once below max_connections and, after running out of fds, once one freed. */
-static void accept_resume(struct gateway *gw)
-{
-	if (gw->ctl_paused && now_ms() - gw->ctl_paused_ms >= ACCEPT_RETRY_MS && gw->ctl.fd >= 0) {
-		gw->ctl_paused = false;
-		ev_set(&gw->ctl, EPOLLIN);
-	}
-	if (!gw->accept_paused || gw->stopping || gw->nconns >= gw->max_conns)
-		return;
-	if (gw->nconns >= gw->paused_conns && now_ms() - gw->paused_ms < ACCEPT_RETRY_MS)
-		return;
-	gw->accept_paused = false;
-	for (struct listener *l = gw->listeners; l; l = l->next)
-		ev_set(&l->h, EPOLLIN);
-}
-
-/* Over max_connections_per_client: a short 503, then close (best effort, never blocks). */
-static void refuse_client(struct gateway *gw, int fd)
-{
-	static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-				  "Content-Length: 64\r\n\r\n"
-				  "tunnelgate: too many connections from your address; retry later\n";
-
-	gw->stats.refused_per_client++;
-	if (send(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		pr_debug("refusing a client: %s", strerror(errno));
-	close(fd);
-}
-
-static void accept_ready(struct gateway *gw, struct listener *l)
-{
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		struct sockaddr_any a = { .len = sizeof(a.ss) };
-		unsigned per_client = gw->cfg->max_connections_per_client;
-		struct conn *c;
-		int fd;
-
-		if (gw->nconns >= gw->max_conns) {
-			accept_pause(gw, "max_connections reached");
-			return;
-		}
-		fd = accept4(l->h.fd, &a.sa, &a.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				accept_pause(gw, strerror(errno));
-			return;
-		}
-		if (per_client && admit_count(gw->admit, &a) >= per_client) {
-			refuse_client(gw, fd);
-			continue;
-		}
-		c = conn_new(gw, fd, &a);
-		if (!c) {
-			pr_warn("cannot accept: out of memory");
-			close(fd);
-			return;
-		}
-		gw->stats.accepted++;
-		c->want_proxy = l->accept_proxy;
-		stream_start(c);
-	}
-}
+static int worker_main(struct gateway *gw);
+static int run(struct gateway *gw);
 
 static void resolved(struct gateway *gw)
 {
@@ -191,6 +114,22 @@ static void close_access_log(struct gateway *gw)
 	gw->access_log = NULL;
 }
 
+static int worker_log(struct gateway *gw, void *log)
+{
+	gw->access_log = log;
+	return 0;
+}
+
+/* Every worker writes to @log from now on; then the one they wrote to closes. */
+static void use_access_log(struct gateway *gw, FILE *log)
+{
+	FILE *old = gw->access_log;
+
+	workers_each(gw, worker_log, log);
+	if (old && old != stderr && old != log)
+		fclose(old);
+}
+
 /*
  * SIGUSR1 (logrotate): open the access log's path again, as the user the daemon runs
  * as now; a path that cannot be opened keeps the open file (open_access_log() says why).
@@ -204,8 +143,7 @@ static void reopen_access_log(struct gateway *gw)
 	log = open_access_log(gw->cfg->access_log, gw->access_log);
 	if (log == gw->access_log)
 		return;
-	close_access_log(gw);
-	gw->access_log = log;
+	use_access_log(gw, log);
 	pr_info("SIGUSR1: reopened access_log %s", gw->cfg->access_log);
 }
 
@@ -216,6 +154,30 @@ static bool resolver_changed(const struct config *a, const struct config *b)
 	       memcmp(&a->resolver.ss, &b->resolver.ss, a->resolver.len) ||
 	       a->resolver_timeout_ms != b->resolver_timeout_ms ||
 	       a->resolver_max_queries != b->resolver_max_queries;
+}
+
+/*
+ * On each other worker's thread: the owner's new config. Its listeners follow it
+ * (new addresses join the owner's SO_REUSEPORT group); if that fails this worker
+ * keeps its config and says so, the others go on.
+ */
+static int worker_reload(struct gateway *gw, void *arg)
+{
+	struct gateway *owner = arg;
+
+	if (gw == owner)
+		return 0;
+	if (listeners_sync(gw, owner->cfg, true)) {
+		pr_warn("reload: worker %u keeps the running config: a listen address is not available to it",
+			gw->worker_id);
+		return 0;
+	}
+	config_get(owner->cfg);
+	config_put(gw->cfg);
+	gw->cfg = owner->cfg;
+	gw->max_conns = owner->max_conns;
+	gw->tunnels.max_backlog = owner->tunnels.max_backlog;
+	return 0;
 }
 
 /* A new config that can run replaces the current one; the old one stays with its connections. */
@@ -238,7 +200,7 @@ static void reload(struct gateway *gw)
 		config_put(cfg);
 		return;
 	}
-	if (listeners_sync(gw, cfg)) {
+	if (listeners_sync(gw, cfg, true)) {
 		pr_warn("reload failed, keeping the running config: a listen address is not available");
 		config_put(cfg);
 		return;
@@ -252,14 +214,13 @@ static void reload(struct gateway *gw)
 	if (strcmp(cfg->control, gw->ctl_path))
 		control_reopen(gw, cfg->control);
 	log = open_access_log(cfg->access_log, gw->access_log);
-	if (log != gw->access_log) {
-		close_access_log(gw);
-		gw->access_log = log;
-	}
 	config_put(gw->cfg);
 	gw->cfg = cfg;
 	gw->max_conns = config_max_connections(cfg);
 	tunnels_set_bounds(&gw->tunnels, cfg);
+	workers_each(gw, worker_reload, gw);
+	if (log != gw->access_log)
+		use_access_log(gw, log);
 	pr_info("reloaded %s: %u listeners, %u pools, %u rules", gw->cfg_path, cfg->nlisten,
 		cfg->npools, cfg->nrules);
 }
@@ -275,6 +236,24 @@ static void close_idle(struct gateway *gw)
 			conn_close(c, "draining: idle connection");
 	}
 	reuse_expire(gw->reuse, 0, 0); /* and every idle upstream connection */
+}
+
+/* On every worker's thread: drain until @arg (a deadline in ms). */
+static int worker_stop(struct gateway *gw, void *arg)
+{
+	gw->stopping = true;
+	gw->stop_deadline_ms = *(uint64_t *)arg;
+	listeners_close(gw);
+	close_idle(gw);
+	return 0;
+}
+
+/* On every worker's thread: leave the loop now (a second signal, or the owner failed). */
+static int worker_exit(struct gateway *gw, void *arg)
+{
+	(void)arg;
+	gw->exit_now = true;
+	return 0;
 }
 
 /* Returns 1 when the daemon must exit now. */
@@ -296,16 +275,16 @@ static int signal_event(struct gateway *gw)
 		}
 		if (gw->stopping) {
 			pr_info("second signal: exiting now");
+			gw->exit_now = true;
 			return 1;
 		}
-		pr_info("signal %d: closing listeners, draining %u tunnels for up to %u ms",
-			si.ssi_signo, gw->tunnels.open, gw->cfg->drain_timeout_ms);
-		gw->stopping = true;
+		pr_info("signal %d: closing listeners, draining %u connections for up to %u ms",
+			si.ssi_signo, __atomic_load_n(gw->conns_total, __ATOMIC_RELAXED),
+			gw->cfg->drain_timeout_ms);
 		gw->stop_deadline_ms = now_ms() + gw->cfg->drain_timeout_ms;
-		listeners_close(gw);
 		control_close(gw);
 		metrics_close_listener(gw);
-		close_idle(gw);
+		workers_each(gw, worker_stop, &gw->stop_deadline_ms);
 	}
 	return 0;
 }
@@ -367,20 +346,11 @@ static int open_relay(struct gateway *gw, const char *pause_why)
 	return 0;
 }
 
-static int start(struct gateway *gw)
+/* The worker's own name resolver (c-ares), polled on its loop. */
+static int start_resolver(struct gateway *gw)
 {
-	char pause_why[512] = "", why[256];
+	char why[256];
 
-	if (setup_signals(gw)) {
-		pr_warn("cannot set up signal handling: %s", strerror(errno));
-		return -1;
-	}
-	enter_cgroup(gw, pause_why, sizeof(pause_why));
-	/* Listeners and control first: they fail if another daemon has them, before
-	 * the relay would replace that daemon's pinned maps. */
-	if (listeners_sync(gw, gw->cfg) || control_open(gw, gw->cfg->control) ||
-	    metrics_open(gw) || open_relay(gw, pause_why))
-		return -1;
 	gw->resolver = resolver_start(gw->cfg, why, sizeof(why));
 	if (!gw->resolver) {
 		pr_warn("cannot start the name resolver: %s", why);
@@ -389,55 +359,179 @@ static int start(struct gateway *gw)
 	gw->resolver_h = (struct handle){ .kind = H_RESOLVER, .fd = resolver_fd(gw->resolver),
 					  .owner = gw };
 	ev_set(&gw->resolver_h, EPOLLIN);
+	return 0;
+}
+
+/* Worker @k's gateway: its own listeners, the owner's shared parts. */
+static struct gateway *worker_new(struct gateway *owner, unsigned k)
+{
+	struct gateway *gw = calloc(1, sizeof(*gw));
+
+	if (!gw)
+		return NULL;
+	gw->worker_id = k;
+	gw->workers = owner->workers;
+	gw->conns_total = owner->conns_total;
+	gw->cfg = owner->cfg;
+	config_get(gw->cfg);
+	gw->cfg_path = owner->cfg_path;
+	gw->ctl.fd = gw->sigh.fd = gw->metrics.fd = -1;
+	gw->access_log = owner->access_log;
+	gw->admit = owner->admit;
+	gw->max_conns = owner->max_conns;
+	gw->tunnels.relay = owner->tunnels.relay;
+	gw->tunnels.default_kind = owner->tunnels.default_kind;
+	gw->tunnels.max_backlog = owner->tunnels.max_backlog;
+	if (listeners_sync(gw, gw->cfg, false)) {
+		config_put(gw->cfg);
+		free(gw);
+		return NULL;
+	}
+	return gw;
+}
+
+/* The other workers' gateways, made by the owner before the privileges go. */
+static int workers_prepare(struct gateway *owner)
+{
+	struct workers *ws = owner->workers;
+
+	for (unsigned k = 1; k < ws->n; k++) {
+		ws->w[k].gw = worker_new(owner, k);
+		if (!ws->w[k].gw) {
+			pr_warn("cannot set up worker %u (see above; workers = 1 runs one loop)", k);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int nothing(struct gateway *gw, void *arg)
+{
+	(void)gw;
+	(void)arg;
+	return 0;
+}
+
+/* Start the other workers' threads; returns once each one's loop runs. */
+static int workers_launch(struct gateway *owner)
+{
+	struct workers *ws = owner->workers;
+	int err;
+
+	for (unsigned k = 1; k < ws->n; k++) {
+		err = workers_start(ws, k, worker_main);
+		if (err) {
+			pr_warn("cannot start worker %u: %s", k, strerror(-err));
+			return -1;
+		}
+	}
+	/* A call answers once the worker's loop serves its mailbox; -ESHUTDOWN if it quit. */
+	if (workers_each(owner, nothing, NULL)) {
+		pr_warn("a worker failed to start (see above)");
+		return -1;
+	}
+	return 0;
+}
+
+static int start(struct gateway *gw)
+{
+	char pause_why[512] = "";
+
+	if (setup_signals(gw)) {
+		pr_warn("cannot set up signal handling: %s", strerror(errno));
+		return -1;
+	}
+	enter_cgroup(gw, pause_why, sizeof(pause_why));
+	/* Listeners and control first: they fail if another daemon has them, before
+	 * the relay would replace that daemon's pinned maps. */
+	if (listeners_sync(gw, gw->cfg, true) || control_open(gw, gw->cfg->control) ||
+	    metrics_open(gw) || open_relay(gw, pause_why))
+		return -1;
+	if (start_resolver(gw))
+		return -1;
 	gw->health = health_new(); /* its first health_tick() starts the checks */
 	if (!gw->health) {
 		pr_warn("cannot start the health checker: out of memory");
 		return -1;
 	}
-	if (priv_drop(gw)) /* everything that needs root is done by now */
+	/*
+	 * The other workers' listeners are bound as root too (a port below 1024, and one
+	 * owner for the SO_REUSEPORT group); their threads start once the privileges are
+	 * dropped, since capabilities are per thread, and before the filter goes in.
+	 */
+	if (workers_prepare(gw) || priv_drop(gw) || workers_launch(gw) || priv_confine(gw))
 		return -1;
-	pr_info("listening on %u address(es), relay %s%s, control %s", gw->cfg->nlisten,
-		relay_kind_name(gw->tunnels.default_kind),
+	pr_info("listening on %u address(es) with %u workers, relay %s%s, control %s",
+		gw->cfg->nlisten, gw->workers->n, relay_kind_name(gw->tunnels.default_kind),
 		gw->tunnels.relay ? relay_pausing(gw->tunnels.relay) ? " (pause sockops)" :
 		" (pause hold)" : "", gw->cfg->control);
 	return 0;
 }
 
-static void shutdown_all(struct gateway *gw)
+/* What each worker closes on its own thread: connections, listeners, resolver. */
+static void worker_close(struct gateway *gw)
 {
 	while (gw->conns) {
 		conn_set_end(gw->conns, END_DRAIN, NULL); /* drain_timeout_ms, a second signal */
 		conn_close(gw->conns, "daemon exiting");
 	}
 	listeners_close(gw);
+	if (gw->resolver) {
+		ev_del(&gw->resolver_h);
+		resolver_stop(gw->resolver); /* closes its fd */
+		gw->resolver = NULL;
+	}
+	ev_forget(&gw->wake);
+	conn_bury(gw);
+	reuse_free(gw->reuse);
+	gw->reuse = NULL;
+}
+
+/* The owner, once its loop ended: the other workers end theirs, then are freed. */
+static void workers_end(struct gateway *owner)
+{
+	struct workers *ws = owner->workers;
+
+	if (owner->exit_now || !owner->stopping)
+		workers_each(owner, worker_exit, NULL);
+	workers_join(ws);
+	for (unsigned k = 1; k < ws->n; k++) {
+		if (!ws->w[k].gw)
+			continue;
+		config_put(ws->w[k].gw->cfg);
+		free(ws->w[k].gw);
+		ws->w[k].gw = NULL;
+	}
+}
+
+static void shutdown_all(struct gateway *gw)
+{
+	workers_end(gw);
+	worker_close(gw);
 	control_close(gw);
 	metrics_close(gw);
 	priv_exit(); /* as `user`, the helper removes the pins, the cgroup, the socket */
 	relay_close(gw->tunnels.relay);
 	cgroup_leave(gw->cgroup);
-	if (gw->resolver) {
-		ev_del(&gw->resolver_h);
-		resolver_stop(gw->resolver); /* closes its fd */
-	}
 	ev_forget(&gw->sigh);
 	close_access_log(gw);
 	health_free(gw->health); /* closes the checks in flight */
 	ev_close();
 	config_put(gw->cfg);
-	conn_bury(gw);
-	reuse_free(gw->reuse);
 	admit_free(gw->admit);
 }
 
 /* The wait for the next epoll round: timers, polled tunnels and the drain. */
 static int next_timeout(struct gateway *gw)
 {
-	/* Idle upstream connections expire on the tick too. */
-	int timeout = gw->conns || reuse_count(gw->reuse) ? TIMER_TICK_MS : -1;
+	/* Idle upstream connections expire on the tick; a paused accept retries on it. */
+	int timeout = gw->conns || reuse_count(gw->reuse) || gw->accept_paused ?
+		      TIMER_TICK_MS : -1;
 	int poll = tunnel_watch_poll(&gw->tunnels);
 	int dns = resolver_timeout_ms(gw->resolver);
-	int metrics = metrics_expire(gw); /* closes the metrics connections past their time */
-	int health = health_next_ms(gw);
+	/* The owner's: closes the metrics connections past their time; the checks. */
+	int metrics = gw->worker_id ? -1 : metrics_expire(gw);
+	int health = gw->worker_id ? -1 : health_next_ms(gw);
 
 	if (poll >= 0 && (timeout < 0 || poll < timeout))
 		timeout = poll;
@@ -484,6 +578,9 @@ static int dispatch(struct gateway *gw, struct handle *h, uint32_t events)
 	case H_IDLE:
 		reuse_event(h, events);
 		break;
+	case H_WAKE:
+		wbox_serve(h->owner);
+		break;
 	}
 	return 0;
 }
@@ -497,7 +594,7 @@ static int run(struct gateway *gw)
 	for (;;) {
 		int timeout = next_timeout(gw), n;
 
-		if (gw->stopping && !gw->conns)
+		if (gw->exit_now || (gw->stopping && !gw->conns))
 			return 0;
 		if (gw->stopping && now_ms() >= gw->stop_deadline_ms) {
 			pr_info("drain_timeout_ms reached: closing %u connections", gw->nconns);
@@ -524,19 +621,47 @@ static int run(struct gateway *gw)
 			last_idle_scan = now_ms();
 			idle_scan(gw);
 		}
-		health_tick(gw); /* due checks and their timeouts; returns at once when none */
+		if (!gw->worker_id)
+			health_tick(gw); /* due checks and their timeouts; at once when none */
 		conn_bury(gw);
 		reuse_bury(gw->reuse);
 		accept_resume(gw);
 	}
 }
 
-int gateway_run(struct config *cfg, const char *path)
+/* The body of worker k's thread (k > 0): its own epoll instance, resolver and loop. */
+static int worker_main(struct gateway *gw)
 {
-	struct gateway gw = { .cfg = cfg, .cfg_path = path, .ctl = { .fd = -1 },
-			      .sigh = { .fd = -1 }, .metrics = { .fd = -1 } };
+	struct wbox *box = gw->workers->w[gw->worker_id].box;
 	int rc = 1;
 
+	pool_set_worker(gw->worker_id);
+	if (ev_open()) {
+		pr_warn("worker %u: cannot create its epoll instance: %s", gw->worker_id,
+			strerror(errno));
+		return 1;
+	}
+	gw->reuse = reuse_new();
+	gw->wake = (struct handle){ .kind = H_WAKE, .fd = wbox_fd(box), .owner = box };
+	if (gw->reuse && !start_resolver(gw) && !ev_set(&gw->wake, EPOLLIN)) {
+		listeners_arm(gw);
+		rc = run(gw);
+	}
+	gw->wake.fd = -1; /* the mailbox's: wbox_free() closes it */
+	worker_close(gw);
+	ev_close();
+	return rc;
+}
+
+int gateway_run(struct config *cfg, const char *path)
+{
+	struct workers ws = { .n = config_workers(cfg) };
+	struct gateway gw = { .cfg = cfg, .cfg_path = path, .ctl = { .fd = -1 },
+			      .sigh = { .fd = -1 }, .metrics = { .fd = -1 },
+			      .workers = &ws, .conns_total = &ws.conns, .wake = { .fd = -1 } };
+	int rc = 1;
+
+	ws.w[0].gw = &gw;
 	cfg->refs = 1;
 	if (ev_open()) {
 		pr_warn("cannot create epoll instance: %s", strerror(errno));
@@ -548,6 +673,8 @@ int gateway_run(struct config *cfg, const char *path)
 	gw.reuse = reuse_new();
 	if (gw.admit && gw.reuse && !start(&gw))
 		rc = run(&gw);
+	if (rc)
+		gw.exit_now = true;
 	shutdown_all(&gw);
 	return rc;
 }

@@ -19,7 +19,9 @@
 #include "metrics.h"
 #include "pool.h"
 #include "relay_shared.h"
+#include "stats.h"
 #include "tunnel.h"
+#include "workers.h"
 
 #define METRICS_MAX_REQUEST 4096 /* request head, bytes; larger gets 431 */
 #define METRICS_MAX_CLIENTS 16   /* more at once are closed unanswered */
@@ -48,23 +50,40 @@ const char *const metrics_uerr_names[UE_COUNT] = {
 	[UE_RESET] = "reset",     [UE_BAD_RESPONSE] = "bad_response", [UE_RESOLVE] = "resolve",
 };
 
-void metrics_snapshot(const struct gateway *gw, struct metrics_snap *s)
+/* On a worker's thread: its counters and its open tunnels, added to @arg's totals. */
+static int add_worker(struct gateway *gw, void *arg)
 {
-	const struct relay_stats *r = &gw->tunnels.stats;
+	struct gw_totals *t = arg;
 
-	*s = (struct metrics_snap){ .paths = r->paths };
+	stats_add(&t->stats, &gw->stats);
+	stats_add_relay(&t->relay, &gw->tunnels.stats);
+	stats_add_paths(&t->snap.paths, &gw->tunnels.stats.paths);
+	t->conns += gw->nconns;
+	t->tunnels_open += gw->tunnels.open;
+	t->paused += gw->accept_paused;
 	for (const struct conn *c = gw->conns; c; c = c->next) {
 		struct tunnel_counts n;
 
 		if (c->state != CS_TUNNEL)
 			continue;
 		if (c->tun->kind == RK_SOCKMAP)
-			s->open_sockmap++;
+			t->snap.open_sockmap++;
 		else
-			s->open_splice++;
+			t->snap.open_splice++;
 		tunnel_counters(c->tun, &n);
-		tunnel_split_bytes(c->tun->kind, &n, &s->paths);
+		tunnel_split_bytes(c->tun->kind, &n, &t->snap.paths);
+		if (c->tun->kind != RK_SOCKMAP)
+			continue;
+		t->kernel_open += n.up + n.down - n.copied_up - n.copied_down;
+		t->copied_open += n.copied_up + n.copied_down;
 	}
+	return 0;
+}
+
+void metrics_totals(struct gateway *gw, struct gw_totals *t)
+{
+	memset(t, 0, sizeof(*t));
+	workers_each(gw, add_worker, t);
 }
 
 /* ---- the text writer ---- */
@@ -193,15 +212,15 @@ void metrics_code_name(unsigned slot, char *out, size_t len)
 #define QUEUE_TIMEOUTS "tunnelgate_pool_queue_timeouts_total"
 #define UPSTREAM_REUSED "tunnelgate_upstream_reused_total"
 
-static void write_requests(const struct gateway *gw, struct mtext *m)
+static void write_requests(const struct gw_totals *t, struct mtext *m)
 {
-	const struct req_stats *s = &gw->stats;
+	const struct req_stats *s = &t->stats;
 	char code[8];
 
 	mtext_family(m, ACCEPTED, "counter", "Client connections accepted.");
 	mtext_sample(m, ACCEPTED, NULL, 0, s->accepted);
 	mtext_family(m, CONNS_OPEN, "gauge", "Client connections open, tunnels included.");
-	mtext_sample(m, CONNS_OPEN, NULL, 0, gw->nconns);
+	mtext_sample(m, CONNS_OPEN, NULL, 0, t->conns);
 	mtext_family(m, REQUESTS, "counter",
 		     "Requests answered, by method and the status the gateway answered or relayed.");
 	for (unsigned i = 0; i < RM_COUNT; i++) {
@@ -216,9 +235,9 @@ static void write_requests(const struct gateway *gw, struct mtext *m)
 	}
 }
 
-static void write_upstreams(const struct gateway *gw, struct mtext *m)
+static void write_upstreams(const struct gw_totals *t, struct mtext *m)
 {
-	const struct req_stats *s = &gw->stats;
+	const struct req_stats *s = &t->stats;
 
 	mtext_family(m, UPSTREAM_ERRORS, "counter",
 		     "Upstream failures by pool, server (- for a direct pool) and kind.");
@@ -271,13 +290,12 @@ static void write_pools(const struct gateway *gw, struct mtext *m)
 			     cfg->pools[i].state->timeouts);
 }
 
-static void write_tunnels(const struct gateway *gw, struct mtext *m)
+static void write_tunnels(const struct gw_totals *t, struct mtext *m)
 {
 	static const char *const dir[2] = { [TG_DIR_UP] = "up", [TG_DIR_DOWN] = "down" };
-	const struct relay_stats *r = &gw->tunnels.stats;
-	struct metrics_snap snap;
+	const struct relay_stats *r = &t->relay;
+	const struct metrics_snap snap = t->snap;
 
-	metrics_snapshot(gw, &snap);
 	mtext_family(m, TUNNELS, "counter", "Tunnels started, by relay.");
 	mtext_sample(m, TUNNELS, &(struct mlabel){ "relay", "sockmap" }, 1, r->tunnels_sockmap);
 	mtext_sample(m, TUNNELS, &(struct mlabel){ "relay", "splice" }, 1, r->tunnels_splice);
@@ -299,12 +317,20 @@ static void write_tunnels(const struct gateway *gw, struct mtext *m)
 	mtext_hist(m, TUNNEL_SECONDS, &r->duration, &hist_tunnel);
 }
 
-void metrics_write(const struct gateway *gw, struct mtext *m)
+void metrics_write(struct gateway *gw, struct mtext *m)
 {
-	write_requests(gw, m);
-	write_upstreams(gw, m);
+	struct gw_totals *t = malloc(sizeof(*t)); /* some 60 KiB: not on the stack */
+
+	if (!t) {
+		m->err = -ENOMEM;
+		return;
+	}
+	metrics_totals(gw, t);
+	write_requests(t, m);
+	write_upstreams(t, m);
 	write_pools(gw, m);
-	write_tunnels(gw, m);
+	write_tunnels(t, m);
+	free(t);
 }
 
 /* ---- the server ---- */
@@ -389,7 +415,7 @@ static void accept_clients(struct gateway *gw)
 }
 
 /* Queue the answer: @status with @body (NULL: the metrics), then the close. */
-static void respond(const struct gateway *gw, struct metrics_client *mc, int status,
+static void respond(struct gateway *gw, struct metrics_client *mc, int status,
 		    const char *body)
 {
 	struct mtext m = { 0 };
@@ -418,7 +444,7 @@ static void respond(const struct gateway *gw, struct metrics_client *mc, int sta
 }
 
 /* A whole head is in: GET /metrics (with a query or not) is answered, anything else 404. */
-static void request(const struct gateway *gw, struct metrics_client *mc)
+static void request(struct gateway *gw, struct metrics_client *mc)
 {
 	static const char get[] = "GET /metrics";
 	size_t n = sizeof(get) - 1;

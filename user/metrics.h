@@ -26,8 +26,22 @@ struct metrics_snap {
 	struct tunnel_paths paths;
 };
 
-/* Sum the tunnel numbers of @gw: the closed tunnels' totals plus the open ones' now. */
-void metrics_snapshot(const struct gateway *gw, struct metrics_snap *s);
+/*
+ * Every worker's numbers added up, each read on its own worker's thread: requests,
+ * closed tunnels, open tunnels now, and the kernel-relayed open tunnels' bytes
+ * (relayed in the kernel, copied by the daemon).
+ */
+struct gw_totals {
+	struct req_stats stats;
+	struct relay_stats relay;
+	struct metrics_snap snap; /* closed tunnels' bytes by path plus the open ones' */
+	uint64_t kernel_open, copied_open;
+	unsigned conns, tunnels_open;
+	unsigned paused;         /* workers not accepting now */
+};
+
+/* Fill @t (zeroed here) from every worker. Only the owner calls it. */
+void metrics_totals(struct gateway *gw, struct gw_totals *t);
 
 /* The text writer: lines appended to @out; @err is the first failure (-ENOMEM), sticky. */
 struct mtext {
@@ -54,7 +68,7 @@ void mtext_seconds(char *out, size_t len, uint64_t us);
 void metrics_code_name(unsigned slot, char *out, size_t len);
 
 /* Every metric of @gw (README.md, Metrics) into @m. */
-void metrics_write(const struct gateway *gw, struct mtext *m);
+void metrics_write(struct gateway *gw, struct mtext *m);
 
 /* Open metrics_listen's listener if it is set; returns 0 or -errno (logged). */
 int metrics_open(struct gateway *gw);

@@ -17,10 +17,11 @@
 /*
  * The lists of states, and the health bookkeeping, under one lock: taken when a config
  * is loaded or freed, and when a server fails or passes a check, never per request
- * otherwise. Counts are atomics; each worker's queues and round-robin weights are its
- * own.
+ * otherwise. Counts are atomics; each worker's queues are its own; roundrobin's
+ * weights take a lock of their own for the few instructions of a pick.
  */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t rr_lock = PTHREAD_MUTEX_INITIALIZER; /* roundrobin's cur_weight */
 static struct server_state *states; /* every server_state alive */
 static struct pool_state *pstates;  /* every pool_state alive */
 static bool any_slot_freed[CFG_MAX_WORKERS]; /* some queue of that worker has slot_freed */
@@ -347,13 +348,13 @@ static struct server *pick_roundrobin(struct pool *p, const struct server *exclu
 
 		if (!candidate(s, exclude))
 			continue;
-		s->state->cur_weight[worker] += weight(s);
+		s->state->cur_weight += weight(s);
 		total += weight(s);
-		if (!best || s->state->cur_weight[worker] > best->state->cur_weight[worker])
+		if (!best || s->state->cur_weight > best->state->cur_weight)
 			best = s;
 	}
 	if (best)
-		best->state->cur_weight[worker] -= total;
+		best->state->cur_weight -= total;
 	return best;
 }
 
@@ -438,11 +439,17 @@ static struct server *pick_hash(struct pool *p, uint64_t h, const struct server 
 static struct server *pick_one(struct pool *p, const struct sockaddr_any *client,
 				const char *target, const struct server *exclude)
 {
+	struct server *s;
+
 	if (p->direct)
 		return NULL;
 	switch (p->balance) {
 	case BAL_ROUNDROBIN:
-		return pick_roundrobin(p, exclude);
+		/* One turn for every worker: a short lock keeps the weights' order exact. */
+		pthread_mutex_lock(&rr_lock);
+		s = pick_roundrobin(p, exclude);
+		pthread_mutex_unlock(&rr_lock);
+		return s;
 	case BAL_LEASTCONN:
 		return pick_leastconn(p, exclude);
 	case BAL_SOURCE:

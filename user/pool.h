@@ -17,7 +17,7 @@ struct server_state {
 	/* Counted by every worker: atomic. */
 	unsigned active;         /* open connections through this server */
 	uint64_t picks, failures;
-	int cur_weight[CFG_MAX_WORKERS]; /* smooth weighted round robin, each worker its own */
+	int cur_weight;          /* smooth weighted round robin (pool.c's rr_lock) */
 	/*
 	 * Health: a server starts up; `fall` failures in a row take it down, `rise` checks
 	 * up. down and drained are read without the lock (atomic loads); the rest is
@@ -59,8 +59,8 @@ struct pool_state {
 };
 
 /*
- * Which worker the calling thread is (0..CFG_MAX_WORKERS-1): its round-robin weights
- * and its queues. Set once when the worker starts; 0 by default.
+ * Which worker the calling thread is (0..CFG_MAX_WORKERS-1): its queues. Set once when
+ * the worker starts; 0 by default.
  */
 void pool_set_worker(unsigned id);
 

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <linux/netlink.h>
@@ -72,8 +73,10 @@ static const char *const daemon_syscalls[] = {
 	"getpeername", "recvfrom", "sendto", "splice", "pipe2", "fcntl", "bpf",
 	/* config and access log on SIGHUP, pins, cgroup and control socket at exit */
 	"openat", "newfstatat", "lseek", "access", "unlink", "uname",
-	/* memory, the helper, exit */
-	"brk", "munmap", "futex", "wait4", "exit_group",
+	/* memory, the helper, exit; a worker thread's exit */
+	"brk", "munmap", "futex", "wait4", "exit_group", "exit",
+	/* worker threads: glibc grows a thread's malloc arena, a thread's exit masks signals */
+	"mprotect", "rt_sigprocmask",
 	/* not in the suite: listeners, control directory and glibc's DNS on SIGHUP,
 	 * getifaddrs() (a non-loopback local address), c-ares over TCP, exit as root */
 	"bind", "listen", "mkdir", "umask", "recvmsg", "sendmmsg", "writev", "rmdir",
@@ -83,7 +86,7 @@ static const char *const daemon_syscalls[] = {
 
 /* The helper: wait on a pipe, then move a pid, remove files and directories. */
 static const char *const helper_syscalls[] = {
-	"read", "write", "close", "openat", "newfstatat", "unlink", "rmdir", "clock_gettime",
+	"read", "write", "close", "openat", "newfstatat", "lseek", "unlink", "rmdir", "clock_gettime",
 	"brk", "mmap", "munmap", "rt_sigreturn", "exit_group",
 };
 
@@ -195,7 +198,8 @@ static int add_rules(scmp_filter_ctx ctx, const char *const *names, size_t n)
 static int add_arg_rules(scmp_filter_ctx ctx)
 {
 	static const int families[] = { AF_UNIX, AF_INET, AF_INET6 };
-	static const unsigned long ioctls[] = { SIOCINQ, SIOCOUTQ };
+	/* TCGETS: glibc's isatty() on a stream's first write (access_log = /dev/null). */
+	static const unsigned long ioctls[] = { SIOCINQ, SIOCOUTQ, TCGETS };
 	int err = 0;
 
 	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]) && !err; i++)
@@ -241,6 +245,9 @@ static int load_filter(enum seccomp_mode mode, const char *const *names, size_t 
 	if (!ctx)
 		return -ENOMEM;
 	err = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1);
+	/* Every thread: the workers are running when the daemon's filter goes in. */
+	if (!err && daemon)
+		err = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
 	if (!err)
 		err = add_rules(ctx, names, n);
 	if (!err && daemon)
@@ -464,17 +471,25 @@ static int priv_switch(struct gateway *gw)
 
 int priv_drop(struct gateway *gw)
 {
-	enum seccomp_mode mode = gw->cfg->seccomp;
 	int err;
 
 	err = priv_switch(gw);
 	if (err)
 		return err;
+	/* Threads started from here on inherit it (and the filter's TSYNC needs it). */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
 		err = -errno;
 		pr_warn("cannot set no_new_privs: %s", strerror(errno));
 		return err;
 	}
+	return 0;
+}
+
+int priv_confine(struct gateway *gw)
+{
+	enum seccomp_mode mode = gw->cfg->seccomp;
+	int err;
+
 	if (mode == SECCOMP_NO)
 		return 0;
 	err = load_filter(mode, daemon_syscalls,

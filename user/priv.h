@@ -16,13 +16,19 @@
 #include "gateway-t.h"
 
 /*
- * Drop to @gw->cfg->user (root: stay root), keep the capabilities README.md lists,
- * set no_new_privs, and with seccomp = yes|log install the allow-list. Started as a
- * user other than root, the daemon keeps its uid. Returns 0, or -errno after a
- * one-line reason (unknown user, a failed set*id, capset or seccomp load): the
- * daemon must not go on with privileges it meant to drop.
+ * Drop to @gw->cfg->user (root: stay root), keep the capabilities README.md lists and
+ * set no_new_privs, before any worker thread starts (capabilities are per thread).
+ * Started as a user other than root, the daemon keeps its uid. Returns 0, or -errno
+ * after a one-line reason (unknown user, a failed set*id or capset): the daemon must
+ * not go on with privileges it meant to drop.
  */
 int priv_drop(struct gateway *gw);
+
+/*
+ * With seccomp = yes|log, install the allow-list on every thread (the workers are
+ * running by then). Returns 0, or -errno after a one-line reason.
+ */
+int priv_confine(struct gateway *gw);
 
 /*
  * At exit, before relay_close() and cgroup_leave(): the helper moves the daemon back

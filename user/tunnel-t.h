@@ -82,7 +82,6 @@ struct tunnels {
 	enum relay_kind default_kind;
 	uint64_t max_backlog;    /* bytes per direction, as the verdict program has it now */
 	unsigned open;
-	uint64_t next_id;
 	struct tunnel *watch;    /* polled for a FIN hand-over, held bytes, resume or reset */
 	struct relay_stats stats;
 };

@@ -234,6 +234,8 @@ void tunnel_event(struct conn *c, struct handle *h, uint32_t events)
 	apply(t, splice_relay_event(t), true);
 }
 
+static uint64_t tunnel_ids; /* the last id given, every worker's */
+
 /* Start relaying: the kernel relay if it is on and takes the tunnel, else splice. */
 static void tunnel_start(struct conn *c)
 {
@@ -241,7 +243,8 @@ static void tunnel_start(struct conn *c)
 	struct tunnels *ts = t->set;
 	int err;
 
-	t->id = ++ts->next_id;
+	/* One sequence for every worker: ids stay unique in the relay's maps and the CLI. */
+	t->id = __atomic_add_fetch(&tunnel_ids, 1, __ATOMIC_RELAXED);
 	c->state = CS_TUNNEL;
 	c->deadline_ms = 0;
 	c->teardown = teardown;

@@ -214,7 +214,8 @@ def run_dns(runner, env, skip_reason=None):
                      "connect_timeout_ms": "5000"}
             daemons["d"] = peers.Daemon(env.tmp, "tg-dns", "splice", pools, extra=extra)
             daemons["dq"] = peers.Daemon(env.tmp, "tg-dns-q1", "splice", pools,
-                                         extra=dict(extra, resolver_max_queries="1"))
+                                         extra=dict(extra, resolver_max_queries="1",
+                                                    workers="1"))  # the limit is per worker
         except Exception as e:
             lines = str(e).splitlines()
             for n in todo:
