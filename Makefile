@@ -24,7 +24,7 @@ BUILD_PKGS := clang llvm gcc make pkg-config libbpf-dev bpftool libelf-dev zlib1
 	      libcmocka-dev libinih-dev node-llhttp libc-ares-dev libcap-dev libseccomp-dev scdoc
 TEST_PKGS  := curl openssl tinyproxy squid haproxy python3 iproute2 iptables procps libclang-rt-14-dev systemd man-db \
 	      prometheus
-BENCH_PKGS := gnuplot-nox wrk nginx-light nftables
+BENCH_PKGS := gnuplot-nox wrk nginx-light nftables ethtool
 
 ifeq ($(V),1)
 Q =

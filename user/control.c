@@ -405,10 +405,11 @@ static void cmd_deny(struct gateway *gw, struct ctl_client *cc, const char *arg)
 		return;
 	}
 	guard_cidr_fmt(&d.cidr, name, sizeof(name));
+	/* del takes any entry off, the config's too: the next reload adds those again. */
 	err = add ? guard_deny_add(gw->guard, &d.cidr, GO_CTL) :
-		    guard_deny_del(gw->guard, &d.cidr, GO_CTL);
+		    guard_deny_del(gw->guard, &d.cidr, GO_CTL | GO_CONFIG);
 	if (err == -ENOENT)
-		out(cc, "error\tno deny entry %s added by tunnelctl (the config's go with the config)\n", name);
+		out(cc, "error\tno deny entry %s (tunnelctl deny list shows them)\n", name);
 	else if (err)
 		out(cc, "error\tcannot change deny entry %s: %s\n", name, strerror(-err));
 	if (err)

@@ -36,7 +36,7 @@ void guard_reload(struct guard *g, const struct config *cfg);
 
 /* Deny @c (origin @o added to the entry's). Returns 0 or -errno. */
 int guard_deny_add(struct guard *g, const struct cidr *c, enum guard_origin o);
-/* Take origin @o off @c's entry; the entry goes when no origin is left. -ENOENT: none. */
+/* Take the origins @o off @c's entry; it goes when none is left. -ENOENT: none of @o. */
 int guard_deny_del(struct guard *g, const struct cidr *c, enum guard_origin o);
 /* Call @fn for every deny entry. */
 void guard_deny_each(struct guard *g, void (*fn)(void *arg, const struct cidr *c, unsigned origin),

@@ -309,6 +309,8 @@ def main():
         pool_cases.run_pools(runner, env, daemon_skip)
         import health_cases  # active health checks: check = connect, check = none, SIGHUP
         health_cases.run_health(runner, env, daemon_skip)
+        import guard_cases  # the XDP guard over a veth pair into a namespace of its own
+        guard_cases.run_guard(runner, env, daemon_skip)
         # Last: run before the relay tests, sockmap/hold_slow_reader_10s failed after it
         # (2 full runs of 2; it passes alone and without it; cause not found).
         import access_log  # access_log_format = json, SIGUSR1 reopen
