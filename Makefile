@@ -24,7 +24,7 @@ BUILD_PKGS := clang llvm gcc make pkg-config libbpf-dev bpftool libelf-dev zlib1
 	      libcmocka-dev libinih-dev node-llhttp libc-ares-dev libcap-dev libseccomp-dev scdoc
 TEST_PKGS  := curl openssl tinyproxy squid haproxy python3 iproute2 iptables procps libclang-rt-14-dev systemd man-db \
 	      prometheus
-BENCH_PKGS := gnuplot-nox wrk nginx-light
+BENCH_PKGS := gnuplot-nox wrk nginx-light nftables ethtool
 
 ifeq ($(V),1)
 Q =
@@ -38,7 +38,7 @@ endif
 .SECONDARY:
 .PHONY: all binaries deps test-deps bench-deps run test unit unit-run integration callgraph clean
 
-MODULES  := log fsutil addr config_keys config rules pool reuse http cgroup relay resolver ev buf hist admit http_msg access_log proxy_proto wbox stats \
+MODULES  := log fsutil addr config_keys config rules pool reuse http cgroup relay guard resolver ev buf hist admit http_msg access_log proxy_proto wbox stats \
 	    conn request upstream http_fwd kernel_relay splice_relay tunnel health stream listener workers accept \
 	    metrics control priv loop
 DAEMON_OBJS := $(addprefix $(OUT)/,$(addsuffix .o,$(MODULES) tunnelgated)) \
@@ -90,6 +90,7 @@ $(OUT)/%.skel.h: $(OUT)/%.bpf.o
 	$(Q)$(BPFTOOL) gen skeleton $< name $*_bpf > $@
 
 $(OUT)/relay.o: $(OUT)/relay.skel.h
+$(OUT)/guard.o: $(OUT)/guard.skel.h
 
 # The version both programs print: rewritten only when it changes, so that a new
 # commit rebuilds the two objects that include it and nothing else.
@@ -149,8 +150,8 @@ $(OUT)/tests/test_splice_relay: WRAP := -Wl,--wrap=shutdown
 $(OUT)/tests/test_metrics: $(OUT)/san/metrics.o $(OUT)/san/hist.o $(OUT)/san/buf.o $(OUT)/san/ev.o \
 	$(OUT)/san/log.o $(OUT)/san/addr.o $(OUT)/san/pool.o $(OUT)/san/stats.o $(OUT)/san/workers.o \
 	$(OUT)/san/wbox.o
-# The open tunnels' counters come from the test, not from tunnel.c.
-$(OUT)/tests/test_metrics: WRAP := -Wl,--wrap=tunnel_counters
+# The open tunnels' counters come from the test, not from tunnel.c; the guard's too.
+$(OUT)/tests/test_metrics: WRAP := -Wl,--wrap=tunnel_counters -Wl,--wrap=guard_counters
 
 $(OUT)/tests/%: tests/unit/%.c | $(OUT)/tests
 	$(call msg,TEST-CC,$@)

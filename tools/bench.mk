@@ -4,6 +4,8 @@
 #                      haproxy 2.6 (2 hops), squid 5.7 and tinyproxy 1.11 (1 hop); medians
 #                      table and build/bench.png (RUNS=3 by default); then B7, plain HTTP
 #                      req/s through tunnelgated to nginx with upstream keep-alive on and off
+#                      and B8, the receiver's CPU per SYN dropped by the XDP guard, by nftables,
+#                      and answered by the listener (synflood from a namespace over veth)
 #   make bench-smoke   every B-mode, small sizes, one relay=sockmap tunnelgated; seconds
 
 .PHONY: bench bench-smoke
@@ -12,7 +14,11 @@ $(OUT)/tgbench: tools/tgbench.c | $(OUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -pthread $< -o $@
 
-bench: bench-deps all $(OUT)/tgbench
+$(OUT)/synflood: tools/synflood.c | $(OUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $< -o $@
+
+bench: bench-deps all $(OUT)/tgbench $(OUT)/synflood
 	$(Q)OUT=$(OUT) tools/bench.sh
 
 bench-smoke: all $(OUT)/tgbench

@@ -7,6 +7,8 @@
 #   tools/bench.sh          full run (make bench)
 #   tools/bench.sh smoke    every B-mode, tiny sizes, one relay=sockmap daemon (make bench-smoke)
 #   tools/bench.sh reuse    B7 alone: plain HTTP req/s with upstream keep-alive on and off
+#   tools/bench.sh guard    B8 alone: receiver CPU per SYN dropped by the XDP guard, by
+#                           nftables, and per SYN the listener answers (see B8 below)
 #
 # Setups (each gateway is a fresh process per run, started and stopped by PID):
 #   direct    tgbench client -> origin, no relay: the physical reference
@@ -38,7 +40,8 @@
 #
 # Environment: RUNS (3), BYTES (1G), IDLE (3000), DURATION (5), SAMPLES (20000),
 # SETUPS (all eight, space separated), TESTS (all; e.g. "b4"), UPSTREAM_RELAY (sockmap), OUT (build), TGBENCH,
-# DAEMON, TUNNELCTL, HAPROXY, SQUID, TINYPROXY; for B7 WRK, NGINX, B7_CONNS (32).
+# DAEMON, TUNNELCTL, HAPROXY, SQUID, TINYPROXY; for B7 WRK, NGINX, B7_CONNS (32); for B8
+# SYNFLOOD, GUARD_RATE (200000).
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -83,6 +86,7 @@ cleanup() {
 		wait "$p" 2>/dev/null
 	done
 	rm -rf /sys/fs/bpf/tgbench-$$-* 2>/dev/null
+	[ -z "${GB_NS:-}${GB_IF:-}" ] || gb_teardown
 	if [ "${KEEP_TMP:-0}" = 1 ]; then echo "bench: logs kept in $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
@@ -440,9 +444,185 @@ bench_reuse() {
 	awk -v a="$on" -v b="$off" 'BEGIN { if (b > 0) printf "  %-40s %10.2f\n", "on/off", a / b }'
 }
 
+# ---- B8: the receiver's CPU per dropped SYN: XDP guard, nftables, or the listener ----
+# synflood (raw SYNs, random source ports, GUARD_RATE/s for DURATION s) runs in a network
+# namespace of its own and reaches a tunnelgated on 10.212.0.1 through a veth pair:
+#   guard  tunnelgated with xdp_interfaces = the veth and deny = the sender's address
+#   nft    tunnelgated without the guard; an nftables input-hook rule drops the sender
+#   none   tunnelgated without the guard, nothing drops: the listener's SYN queue fills
+#          and the kernel answers with SYN cookies
+# The receiving veth runs its NAPI in a kernel thread (GRO on, /sys/.../threaded), pinned
+# to the last CPU, and the sender to CPU 0; so everything the receiver does for a SYN
+# (XDP, or GRO + IP + netfilter + TCP + the SYN-ACK) runs in that thread, and the
+# "napi" figure is its run time (/proc/PID/schedstat, ns) per packet it received
+# (rx_packets of the veth). The "stat" figure is whole-machine: /proc/stat (all CPUs,
+# user+nice+system+irq+softirq) less the sender's own CPU (getrusage) and less an idle
+# interval of the same length, per packet; it counts whatever else the machine does, so
+# on a shared machine only the napi figure is usable. SYN-ACKs go to a MAC nobody owns
+# (a permanent neighbour entry), so the sender's namespace drops them at once instead
+# of answering with RSTs. Needs ethtool, and nft for the nft row (BENCH_PKGS).
+# Caveats: veth is not a NIC. Its native XDP runs on the sender's skb, and one with
+# less than XDP_PACKET_HEADROOM (256 bytes) of headroom, as every locally sent packet
+# has, is first copied into a page-pool page; so the guard row pays an skb, a copy and
+# two frees that a NIC driver's XDP drop would not, and on veth it lands near the nft
+# row; the difference to "none" is what holds on any device. Sender, NAPI thread, the
+# daemon and everything else on the machine share its CPUs (2 here): the napi figure
+# is robust to other load only as far as caches and interrupts allow (single runs
+# varied by up to 2x on a busy machine; RUNS=5 or more there).
+GUARD_RATE=${GUARD_RATE:-200000}
+SYNFLOOD=${SYNFLOOD:-$OUT/synflood}
+GB_NS=""		# the sender's namespace while B8 runs (cleanup() removes it)
+GB_IF=""		# the root-namespace end of the veth pair
+
+gb_teardown() {
+	nft delete table inet tgb 2>/dev/null
+	[ -z "$GB_IF" ] || ip link del "$GB_IF" 2>/dev/null
+	[ -z "$GB_NS" ] || ip netns del "$GB_NS" 2>/dev/null
+	GB_IF="" GB_NS=""
+}
+
+gb_setup() {
+	GB_NS=tgb-$$ GB_IF=gb$$a
+	ip netns add "$GB_NS" &&
+	ip link add "$GB_IF" type veth peer name gb$$b netns "$GB_NS" &&
+	ip addr add 10.212.0.1/24 dev "$GB_IF" && ip link set "$GB_IF" up &&
+	ip -n "$GB_NS" addr add 10.212.0.2/24 dev gb$$b && ip -n "$GB_NS" link set gb$$b up &&
+	ip -n "$GB_NS" link set lo up &&
+	# GRO gives the veth a NAPI instance (as XDP does), so every mode receives in it;
+	# TSO off on the sender makes its SYNs eligible for it (veth_skb_is_eligible_for_gro)
+	ethtool -K "$GB_IF" gro on >/dev/null &&
+	ip netns exec "$GB_NS" ethtool -K gb$$b tso off >/dev/null &&
+	ip neigh replace 10.212.0.2 lladdr 02:00:00:00:00:01 dev "$GB_IF" nud permanent
+}
+
+# gb_napi: the PID of the veth's NAPI thread, after turning threaded NAPI on and pinning
+# it to the last CPU. Called after each daemon start (attaching XDP may renew the NAPI).
+gb_napi() {
+	local p c
+	echo 1 > "/sys/class/net/$GB_IF/threaded" || return 1
+	for p in /proc/[0-9]*; do
+		c=$(cat "$p/comm" 2>/dev/null) || continue
+		case $c in "napi/$GB_IF-"*) ;; *) continue ;; esac
+		taskset -pc "$(($(nproc) - 1))" "${p#/proc/}" >/dev/null || return 1
+		echo "${p#/proc/}"
+		return 0
+	done
+	echo "bench: B8: no NAPI thread for $GB_IF" >&2
+	return 1
+}
+
+busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+
+# gb_once MODE RUN: one flood against a fresh daemon; prints
+# "MODE napi_ns_per_pkt stat_ns_per_pkt rx_pkts sent_rate dropped_count busy_pct_when_idle".
+gb_once() {
+	local mode=$1 name=b8-$1-$2 extra="" napi gp i rt0 rt1 rx0 rx1 b0 b1 idle out drop
+	NINST=$((NINST + 1))
+	PORT=$("$TGBENCH" --free-port) || return 1
+	[ "$mode" = guard ] && extra="xdp_interfaces = $GB_IF
+deny = 10.212.0.2/32"
+	cat > "$TMP/$name.conf" <<-EOF
+	[gateway]
+	listen = 10.212.0.1:$PORT
+	relay = splice
+	control = $TMP/$name.sock
+	bpf_pin_dir = /sys/fs/bpf/tgbench-$$-$NINST
+	$extra
+
+	[pool up]
+	direct = yes
+	EOF
+	"$DAEMON" -c "$TMP/$name.conf" >> "$TMP/$name.log" 2>&1 &
+	gp=$!
+	PIDS+=("$gp")
+	for i in $(seq 100); do
+		grep -q "listening on" "$TMP/$name.log" 2>/dev/null && break
+		kill -0 "$gp" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -q "listening on" "$TMP/$name.log" || { echo "bench: B8 $name did not start:" >&2; tail -n 20 "$TMP/$name.log" >&2; kill -KILL "$gp"; return 1; }
+	if [ "$mode" = nft ]; then
+		nft add table inet tgb &&
+		nft add chain inet tgb input '{ type filter hook input priority 0; }' &&
+		nft add rule inet tgb input ip saddr 10.212.0.2 counter drop || { kill -KILL "$gp"; return 1; }
+	fi
+	napi=$(gb_napi) || { kill -KILL "$gp"; return 1; }
+	# the idle reference: the same interval with nothing sent
+	b0=$(busy_ticks); sleep "$DURATION"; idle=$(( $(busy_ticks) - b0 ))
+	rt0=$(awk '{ print $1 }' "/proc/$napi/schedstat") rx0=$(cat "/sys/class/net/$GB_IF/statistics/rx_packets")
+	b0=$(busy_ticks)
+	out=$(ip netns exec "$GB_NS" taskset -c 0 "$SYNFLOOD" --rate "$GUARD_RATE" --duration "$DURATION" \
+		10.212.0.2 "10.212.0.1:$PORT") || { echo "bench: B8 synflood failed: $out" >&2; kill -KILL "$gp"; return 1; }
+	b1=$(busy_ticks)
+	rt1=$(awk '{ print $1 }' "/proc/$napi/schedstat") rx1=$(cat "/sys/class/net/$GB_IF/statistics/rx_packets")
+	echo "$out" >> "$TMP/b8.synflood.log"
+	case $mode in
+	guard) drop=$("$TUNNELCTL" -s "$TMP/$name.sock" stats | awk -F'\t' '$1 == "guard_denied" { print $2 }') ;;
+	nft) drop=$(nft list table inet tgb | awk '$1 == "ip" && $2 == "saddr" { for (i = 1; i < NF; i++) if ($i == "packets") print $(i + 1) }')
+	     nft delete table inet tgb ;;
+	none) drop=- ;;
+	esac
+	stop_pid "$gp" "$name" || return 1
+	# the sender's own CPU is the "cpu" field synflood prints (getrusage)
+	echo "$out" | awk -v m="$mode" -v rt=$((rt1 - rt0)) -v rx=$((rx1 - rx0)) -v busy=$((b1 - b0)) \
+		-v idle="$idle" -v hz="$(getconf CLK_TCK)" -v drop="${drop:--}" -v dur="$DURATION" -v ncpu="$(nproc)" '
+		{ for (i = 1; i < NF; i++) { if ($i == "rate") rate = $(i + 1); if ($i == "cpu") snd = $(i + 1) * 1e9 } }
+		END { if (rx <= 0) exit 1
+			printf "%s %.0f %.0f %d %s %s %.0f\n", m, rt / rx, ((busy - idle) * 1e9 / hz - snd) / rx, rx, rate,
+				drop, 100 * idle / (hz * dur * ncpu) }'
+}
+
+bench_guard() {
+	local run m line napi_med stat_med med_guard="" med_nft="" med_none=""
+	if [ ! -x "$SYNFLOOD" ] || ! command -v ethtool >/dev/null 2>&1; then
+		echo "B8: skipped, needs $SYNFLOOD (make build/synflood) and ethtool (make bench-deps)"
+		return 0
+	fi
+	gb_setup || { gb_teardown; echo "bench: B8: cannot set up the veth pair and namespace" >&2; return 1; }
+	: > "$TMP/b8.res"
+	for run in $(seq "$RUNS"); do
+		for m in guard nft none; do
+			if [ "$m" = nft ] && ! command -v nft >/dev/null 2>&1; then
+				[ "$run" = 1 ] && echo "  B8 nft: skipped, nft is not installed (make bench-deps installs it)"
+				continue
+			fi
+			line=$(gb_once "$m" "$run") || { gb_teardown; return 1; }
+			echo "$line" >> "$TMP/b8.res"
+			echo "$line" | awk -v r="$run" '{ printf "  B8 run %d %-5s napi %5s ns/SYN  stat %6s ns/SYN  received %s  sent %s/s  dropped %s  (machine %s%% busy before, idle)\n", r, $1, $2, $3, $4, $5, $6, $7 }'
+		done
+	done
+	gb_teardown
+	printf '\nB8 receiver CPU per SYN: synflood %s SYN/s (target) for %ss from another netns over a veth pair;\n' \
+		"$GUARD_RATE" "$DURATION"
+	printf 'medians of %s run(s); napi = the receiving NAPI thread'"'"'s run time per received SYN,\n' "$RUNS"
+	printf 'stat = /proc/stat less the sender and an idle interval (noisy on a shared machine):\n'
+	printf '  %-44s %12s %12s %12s\n' "setup" "napi ns/SYN" "stat ns/SYN" "sent SYN/s"
+	for m in guard nft none; do
+		grep -q "^$m " "$TMP/b8.res" || continue
+		napi_med=$(awk -v m="$m" '$1 == m { print $2 }' "$TMP/b8.res" | median)
+		stat_med=$(awk -v m="$m" '$1 == m { print $3 }' "$TMP/b8.res" | median)
+		printf '  %-44s %12.0f %12.0f %12.0f\n' "$(case $m in
+			guard) echo "guard: XDP deny (tunnelgated xdp_interfaces)" ;;
+			nft) echo "nft: nftables input-hook drop" ;;
+			none) echo "none: listener, SYN-ACK/cookie per SYN" ;; esac)" \
+			"$napi_med" "$stat_med" "$(awk -v m="$m" '$1 == m { print $5 }' "$TMP/b8.res" | median)"
+		eval "med_$m=$napi_med"
+	done
+	printf '  (veth: the XDP row includes the copy of each skb into a page that veth XDP makes; see B8 in tools/bench.sh)\n'
+	awk -v g="${med_guard:-}" -v n="${med_nft:-}" -v z="${med_none:-}" 'BEGIN {
+		if (g != "" && n != "" && n > 0) printf "  %-44s %12.2f\n", "guard/nft (napi)", g / n
+		if (g != "" && z != "" && z > 0) printf "  %-44s %12.2f\n", "guard/none (napi)", g / z }'
+}
+
 if [ "$MODE" = reuse ]; then
 	# tools/bench.sh reuse: B7 alone.
 	bench_reuse || die "B7 failed (see above)"
+	exit 0
+fi
+
+if [ "$MODE" = guard ]; then
+	# tools/bench.sh guard: B8 alone.
+	bench_guard || die "B8 failed (see above)"
 	exit 0
 fi
 
@@ -466,7 +646,7 @@ if [ "$MODE" = report ]; then
 	[ -d "$RES" ] || die "report: want the logs dir of a run (KEEP_TMP=1 keeps it)"
 	RUNS=$(ls "$RES" | sed 's/.*\.//' | sort -u | wc -l)
 elif [ "$MODE" != full ]; then
-	die "unknown mode '$MODE' (full, smoke, reuse or report DIR)"
+	die "unknown mode '$MODE' (full, smoke, reuse, guard or report DIR)"
 fi
 mkdir -p "$RES" "$OUT" || die "cannot create $RES"
 [ "$MODE" = report ] || echo "bench: $RUNS run(s) of: $SETUPS; BYTES=$BYTES IDLE=$IDLE DURATION=${DURATION}s SAMPLES=$SAMPLES"
@@ -611,6 +791,7 @@ function check(what, got, op, want,   ok) {
 ' "$TMP/medians"
 
 [ "$MODE" = report ] || bench_reuse || die "B7 failed (see above)"
+[ "$MODE" = report ] || bench_guard || die "B8 failed (see above)"
 
 if command -v gnuplot >/dev/null 2>&1; then
 	if gnuplot -e "datafile='$OUT/bench.dat'; outfile='$OUT/bench.png'; runs=$RUNS" \

@@ -424,6 +424,7 @@ void config_free(struct config *cfg)
 		free(r->dest_not_in);
 	}
 	free(cfg->rules);
+	free(cfg->deny);
 	free(cfg->path);
 	/* Zeroed, so a second config_free() or a use after it fails safely. */
 	memset(cfg, 0, sizeof(*cfg));

@@ -15,6 +15,7 @@
 #define CFG_MAX_LISTEN 16
 #define CFG_NAME_MAX 64
 #define CFG_MAX_WORKERS 64       /* event loops (threads) at most */
+#define CFG_MAX_XDP_IFS 16       /* xdp_interfaces at most */
 
 enum relay_mode { RELAY_AUTO, RELAY_SOCKMAP, RELAY_SPLICE };
 enum pause_mode { PAUSE_SOCKOPS, PAUSE_HOLD };
@@ -122,6 +123,13 @@ struct config {
 	bool http_ports_any;
 	uint8_t http_ports[65536 / 8]; /* ports a plain request may reach through a direct pool */
 	unsigned workers;        /* event loops; 0: one per CPU the process may run on */
+	/* The XDP listener guard (guard.c): on these interfaces, none: off. */
+	char xdp_interfaces[CFG_MAX_XDP_IFS][16];
+	unsigned nxdp_interfaces;
+	struct cidr *deny;       /* sources dropped before the socket layer (config's own) */
+	unsigned ndeny;
+	unsigned syn_rate;       /* new connections per second per source; 0 = no limit */
+	unsigned syn_burst;      /* its bucket; 0: twice syn_rate */
 	unsigned max_connections; /* 0: from the fd limit (see config_max_connections()) */
 	unsigned max_connections_per_client; /* 0: no limit */
 	unsigned body_timeout_ms; /* a request body may pause this long */

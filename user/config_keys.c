@@ -566,6 +566,37 @@ static int parse_cidr_list(struct parser *ps, const struct key_def *k, const cha
 	return 0;
 }
 
+/* [gateway] deny: sources the XDP guard drops. Given twice, the second list wins. */
+static int set_deny(struct parser *ps, const struct key_def *k, const char *v)
+{
+	free(ps->cfg->deny);
+	ps->cfg->deny = NULL;
+	ps->cfg->ndeny = 0;
+	return parse_cidr_list(ps, k, v, &ps->cfg->deny, &ps->cfg->ndeny);
+}
+
+/* [gateway] xdp_interfaces: a comma list of interface names. */
+static int set_xdp_interfaces(struct parser *ps, const struct key_def *k, const char *v)
+{
+	struct config *cfg = ps->cfg;
+	char copy[CFG_MAX_XDP_IFS * 17], *item, *save = NULL;
+
+	(void)k;
+	if (strlen(v) >= sizeof(copy))
+		return fail(ps, "xdp_interfaces is too long (at most %d names)", CFG_MAX_XDP_IFS);
+	strcpy(copy, v);
+	cfg->nxdp_interfaces = 0;
+	for (item = strtok_r(copy, ", \t", &save); item; item = strtok_r(NULL, ", \t", &save)) {
+		if (cfg->nxdp_interfaces == CFG_MAX_XDP_IFS)
+			return fail(ps, "xdp_interfaces: at most %d interfaces", CFG_MAX_XDP_IFS);
+		if (strlen(item) >= sizeof(cfg->xdp_interfaces[0]) || strchr(item, '/'))
+			return fail(ps, "xdp_interfaces: '%s' is not an interface name (at most 15 characters, see ip link)",
+				    item);
+		strcpy(cfg->xdp_interfaces[cfg->nxdp_interfaces++], item);
+	}
+	return 0;
+}
+
 static int set_client_in(struct parser *ps, const struct key_def *k, const char *v)
 {
 	struct rule *r = cur_rule(ps);
@@ -677,6 +708,10 @@ static const struct key_def gateway_keys[] = {
 	{ NUMBER(upstream_idle_max, 0, 65536) },
 	{ NUMBER(upstream_idle_timeout_ms, 1, TIMEOUT_MAX) },
 	{ NUMBER(workers, 0, CFG_MAX_WORKERS) },
+	{ .name = "xdp_interfaces", .set = set_xdp_interfaces },
+	{ .name = "deny", .set = set_deny },
+	{ NUMBER(syn_rate, 0, 100000000) },
+	{ NUMBER(syn_burst, 0, 100000000) },
 };
 
 static const struct key_def pool_keys[] = {

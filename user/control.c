@@ -20,10 +20,12 @@
 #include "conn.h"
 #include "control.h"
 #include "fsutil.h"
+#include "guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
 #include "relay.h"
+#include "rules.h"
 #include "tunnel.h"
 #include "workers.h"
 
@@ -118,6 +120,12 @@ void control_close(struct gateway *gw)
 	ev_forget(&gw->ctl);
 	unlink(gw->ctl_path);
 }
+
+/* deny add: the prefix, and the connections closed from inside it. */
+struct deny_close {
+	struct cidr cidr;
+	unsigned closed;
+};
 
 static void out(struct ctl_client *cc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void out(struct ctl_client *cc, const char *fmt, ...)
@@ -245,6 +253,21 @@ static int stats_worker(struct gateway *gw, void *arg)
 	return 0;
 }
 
+/* The XDP guard's counters, every CPU's, when it is on. */
+static void stats_guard(struct gateway *gw, struct ctl_client *cc)
+{
+	struct guard_stats g;
+
+	if (!gw->guard)
+		return;
+	guard_counters(gw->guard, &g);
+	out(cc, "guard_passed\t%" PRIu64 "\n", (uint64_t)g.passed);
+	out(cc, "guard_denied\t%" PRIu64 "\n", (uint64_t)g.denied);
+	out(cc, "guard_rate_limited\t%" PRIu64 "\n", (uint64_t)g.rate_limited);
+	out(cc, "guard_not_judged\t%" PRIu64 "\n", (uint64_t)g.not_judged);
+	out(cc, "guard_malformed\t%" PRIu64 "\n", (uint64_t)g.malformed);
+}
+
 static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 {
 	const struct tunnels *ts = &gw->tunnels;
@@ -270,6 +293,7 @@ static void cmd_stats(struct gateway *gw, struct ctl_client *cc)
 	out(cc, "bytes_down_closed\t%" PRIu64 "\n", t->relay.bytes_down);
 	stats_metrics(t, cc);
 	workers_each(gw, stats_worker, cc);
+	stats_guard(gw, cc);
 	free(t);
 }
 
@@ -335,6 +359,68 @@ static void cmd_kill(struct gateway *gw, struct ctl_client *cc, const char *arg)
 		out(cc, "error\tno open tunnel with id %" PRIu64 "\n", id);
 }
 
+/* On each worker's thread: close the connections from inside *@arg; counts them. */
+static int close_denied(struct gateway *gw, void *arg)
+{
+	struct deny_close *d = arg;
+	struct conn *c, *next;
+
+	for (c = gw->conns; c; c = next) {
+		next = c->next;
+		if (!cidr_contains(&d->cidr, &c->peer))
+			continue;
+		conn_set_end(c, END_ERROR, "denied");
+		conn_reset(c, "its source was denied by tunnelctl");
+		__atomic_add_fetch(&d->closed, 1, __ATOMIC_RELAXED);
+	}
+	return 0;
+}
+
+static void deny_line(void *arg, const struct cidr *c, unsigned origin)
+{
+	char name[64];
+
+	out(arg, "%s\t%s\n", guard_cidr_fmt(c, name, sizeof(name)),
+	    origin == (GO_CONFIG | GO_CTL) ? "config,ctl" : origin & GO_CTL ? "ctl" : "config");
+}
+
+/* deny add CIDR | deny del CIDR | deny list */
+static void cmd_deny(struct gateway *gw, struct ctl_client *cc, const char *arg)
+{
+	struct deny_close d = { 0 };
+	bool add = !strncmp(arg, "add ", 4), del = !strncmp(arg, "del ", 4);
+	char name[64];
+	int err;
+
+	if (!gw->guard) {
+		out(cc, "error\tthe XDP guard is off: set xdp_interfaces in [gateway]\n");
+		return;
+	}
+	if (!strcmp(arg, "list")) {
+		guard_deny_each(gw->guard, deny_line, cc);
+		return;
+	}
+	if ((!add && !del) || cidr_parse(arg + 4, &d.cidr)) {
+		out(cc, "error\tdeny needs add CIDR, del CIDR or list (CIDR: 192.0.2.0/24, 2001:db8::/32 or an address)\n");
+		return;
+	}
+	guard_cidr_fmt(&d.cidr, name, sizeof(name));
+	/* del takes any entry off, the config's too: the next reload adds those again. */
+	err = add ? guard_deny_add(gw->guard, &d.cidr, GO_CTL) :
+		    guard_deny_del(gw->guard, &d.cidr, GO_CTL | GO_CONFIG);
+	if (err == -ENOENT)
+		out(cc, "error\tno deny entry %s (tunnelctl deny list shows them)\n", name);
+	else if (err)
+		out(cc, "error\tcannot change deny entry %s: %s\n", name, strerror(-err));
+	if (err)
+		return;
+	if (add)
+		workers_each(gw, close_denied, &d);
+	pr_info("deny %s %s by tunnelctl%s", add ? "added" : "removed", name,
+		add ? d.closed ? ", its connections closed" : "" : "");
+	out(cc, "ok\t%u connections closed\n", d.closed);
+}
+
 /* drain SERVER / undrain SERVER */
 static void cmd_drain(struct ctl_client *cc, const char *spec, bool drain)
 {
@@ -374,8 +460,10 @@ static void ctl_request(struct gateway *gw, struct ctl_client *cc)
 		cmd_drain(cc, cc->req + 6, true);
 	else if (!strncmp(cc->req, "undrain ", 8))
 		cmd_drain(cc, cc->req + 8, false);
+	else if (!strncmp(cc->req, "deny ", 5))
+		cmd_deny(gw, cc, cc->req + 5);
 	else
-		out(cc, "error\tunknown command '%s' (list, stats, pools, drain SERVER, undrain SERVER, kill ID)\n",
+		out(cc, "error\tunknown command '%s' (list, stats, pools, drain SERVER, undrain SERVER, deny add|del CIDR, deny list, kill ID)\n",
 		    cc->req);
 	cc->rlen = 0;
 }

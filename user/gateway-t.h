@@ -19,6 +19,7 @@ struct health;
 struct metrics_client;
 struct reuse;
 struct workers;
+struct guard;
 
 struct listener {
 	struct handle h;
@@ -93,6 +94,7 @@ struct gateway {
 	struct resolver *resolver;
 	struct handle resolver_h;
 	struct tg_cgroup *cgroup; /* the daemon's own cgroup (pause = sockops), or NULL */
+	struct guard *guard;     /* the XDP listener guard (guard.c), NULL when off; the owner's */
 	bool stopping;
 	uint64_t stop_deadline_ms;
 	unsigned max_conns;      /* max_connections in effect */

@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "control.h"
 #include "gateway-t.h"
+#include "guard.h"
 #include "health.h"
 #include "listener.h"
 #include "log.h"
@@ -218,6 +219,8 @@ static void reload(struct gateway *gw)
 	gw->cfg = cfg;
 	gw->max_conns = config_max_connections(cfg);
 	tunnels_set_bounds(&gw->tunnels, cfg);
+	if (gw->guard)
+		guard_reload(gw->guard, cfg);
 	workers_each(gw, worker_reload, gw);
 	if (log != gw->access_log)
 		use_access_log(gw, log);
@@ -433,6 +436,20 @@ static int workers_launch(struct gateway *owner)
 	return 0;
 }
 
+/* xdp_interfaces: the XDP guard, pinned beside the relay (after it: stale pins go first). */
+static int open_guard(struct gateway *gw)
+{
+	char why[512];
+	int err = guard_open(gw->cfg, &gw->guard, why, sizeof(why));
+
+	if (err)
+		pr_warn("%s", why);
+	else if (gw->guard)
+		pr_info("XDP guard on %u interface(s): %u deny entries, syn_rate %u",
+			gw->cfg->nxdp_interfaces, gw->cfg->ndeny, gw->cfg->syn_rate);
+	return err;
+}
+
 static int start(struct gateway *gw)
 {
 	char pause_why[512] = "";
@@ -445,7 +462,7 @@ static int start(struct gateway *gw)
 	/* Listeners and control first: they fail if another daemon has them, before
 	 * the relay would replace that daemon's pinned maps. */
 	if (listeners_sync(gw, gw->cfg, true) || control_open(gw, gw->cfg->control) ||
-	    metrics_open(gw) || open_relay(gw, pause_why))
+	    metrics_open(gw) || open_relay(gw, pause_why) || open_guard(gw))
 		return -1;
 	if (start_resolver(gw))
 		return -1;
@@ -510,6 +527,7 @@ static void shutdown_all(struct gateway *gw)
 	worker_close(gw);
 	control_close(gw);
 	metrics_close(gw);
+	guard_close(gw->guard); /* off the interfaces now; its pins go with the relay's */
 	priv_exit(); /* as `user`, the helper removes the pins, the cgroup, the socket */
 	relay_close(gw->tunnels.relay);
 	cgroup_leave(gw->cgroup);

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
@@ -206,6 +207,7 @@ void metrics_code_name(unsigned slot, char *out, size_t len)
 #define TUNNELS_OPEN "tunnelgate_tunnels_open"
 #define TUNNEL_BYTES "tunnelgate_tunnel_bytes_total"
 #define TUNNEL_SECONDS "tunnelgate_tunnel_duration_seconds"
+#define GUARD_PACKETS "tunnelgate_guard_packets_total"
 #define UPSTREAM_UP "tunnelgate_upstream_up"
 #define QUEUE_LEN "tunnelgate_pool_queue_length"
 #define QUEUE_WAITS "tunnelgate_pool_queue_waits_total"
@@ -290,6 +292,22 @@ static void write_pools(const struct gateway *gw, struct mtext *m)
 			     cfg->pools[i].state->timeouts);
 }
 
+/* The XDP guard's verdicts, when it is on. */
+static void write_guard(struct gateway *gw, struct mtext *m)
+{
+	struct guard_stats g;
+
+	if (!gw->guard)
+		return;
+	guard_counters(gw->guard, &g);
+	mtext_family(m, GUARD_PACKETS, "counter",
+		     "Packets the XDP guard judged (TCP to a listen port), by verdict.");
+	mtext_sample(m, GUARD_PACKETS, &(struct mlabel){ "verdict", "passed" }, 1, g.passed);
+	mtext_sample(m, GUARD_PACKETS, &(struct mlabel){ "verdict", "denied" }, 1, g.denied);
+	mtext_sample(m, GUARD_PACKETS, &(struct mlabel){ "verdict", "rate_limited" }, 1,
+		     g.rate_limited);
+}
+
 static void write_tunnels(const struct gw_totals *t, struct mtext *m)
 {
 	static const char *const dir[2] = { [TG_DIR_UP] = "up", [TG_DIR_DOWN] = "down" };
@@ -330,6 +348,7 @@ void metrics_write(struct gateway *gw, struct mtext *m)
 	write_upstreams(t, m);
 	write_pools(gw, m);
 	write_tunnels(t, m);
+	write_guard(gw, m);
 	free(t);
 }
 

@@ -34,6 +34,7 @@
 #include <seccomp.h>
 
 #include "cgroup.h"
+#include "guard.h"
 #include "log.h"
 #include "priv.h"
 #include "relay.h"
@@ -50,6 +51,7 @@ static struct {
 struct cleanup {
 	pid_t daemon;
 	struct relay *relay;   /* the helper's copy: relay_unpin() reads only names */
+	struct guard *guard;   /* the same for guard_unpin(); NULL without the XDP guard */
 	char cg_dir[PATH_MAX]; /* the daemon's cgroup child, "" without one */
 	char cg_procs[PATH_MAX + 16]; /* its parent's cgroup.procs */
 	char ctl[108];         /* the control socket, "" if none */
@@ -295,6 +297,7 @@ static void helper_cleanup(const struct cleanup *c)
 			pr_warn("cannot remove cgroup %s: %s (remove it with rmdir)", c->cg_dir,
 				strerror(errno));
 	}
+	guard_unpin(c->guard); /* first: the relay's unpin removes the pin dir */
 	relay_unpin(c->relay);
 	if (c->ctl[0] && !lstat(c->ctl, &st) && st.st_dev == c->ctl_dev &&
 	    st.st_ino == c->ctl_ino && unlink(c->ctl))
@@ -337,6 +340,7 @@ static void cleanup_plan(struct gateway *gw, struct cleanup *c)
 
 	c->daemon = getpid();
 	c->relay = gw->tunnels.relay;
+	c->guard = gw->guard;
 	c->seccomp = gw->cfg->seccomp;
 	if (gw->cgroup) {
 		snprintf(link, sizeof(link), "/proc/self/fd/%d", cgroup_fd(gw->cgroup));
@@ -377,6 +381,7 @@ static int start_helper(struct gateway *gw)
 	priv.helper = pid;
 	priv.helper_fd = p[1];
 	relay_leave_pins(gw->tunnels.relay); /* the helper's job now */
+	guard_leave_pins(gw->guard);
 	return 0;
 }
 

@@ -27,6 +27,8 @@ static void usage(FILE *f)
 		   "  drain SERVER   send no new connections to SERVER (ip:port, or POOL/ip:port);\n"
 		   "                 its open tunnels stay\n"
 		   "  undrain SERVER take SERVER back\n"
+		   "  deny add CIDR  drop CIDR's packets to the listen ports in XDP (and close its\n"
+		   "                 connections); deny del CIDR undoes it; deny list shows all\n"
 		   "  kill ID        close tunnel ID\n"
 		   "  -s SOCKET      control socket (default " DEFAULT_SOCKET ")\n"
 		   "  -h, --help     this text\n"
@@ -227,6 +229,13 @@ int main(int argc, char **argv)
 		snprintf(req, sizeof(req), "%s\n", cmd);
 	} else if (!strcmp(cmd, "kill") && optind < argc) {
 		snprintf(req, sizeof(req), "kill %.40s\n", argv[optind++]);
+	} else if (!strcmp(cmd, "deny") && optind < argc && !strcmp(argv[optind], "list")) {
+		optind++;
+		snprintf(req, sizeof(req), "deny list\n");
+	} else if (!strcmp(cmd, "deny") && optind + 1 < argc &&
+		   (!strcmp(argv[optind], "add") || !strcmp(argv[optind], "del"))) {
+		snprintf(req, sizeof(req), "deny %s %.60s\n", argv[optind], argv[optind + 1]);
+		optind += 2;
 	} else if ((!strcmp(cmd, "drain") || !strcmp(cmd, "undrain")) && optind < argc) {
 		snprintf(req, sizeof(req), "%s %.120s\n", cmd, argv[optind++]);
 	} else {

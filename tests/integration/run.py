@@ -311,6 +311,8 @@ def main():
         health_cases.run_health(runner, env, daemon_skip)
         import workers_cases  # workers = 2 across the loops; a workers = 1 subset (workers1/)
         workers_cases.run_workers(runner, env, daemon_skip)
+        import guard_cases  # the XDP guard over a veth pair into a namespace of its own
+        guard_cases.run_guard(runner, env, daemon_skip)
         # Last: run before the relay tests, sockmap/hold_slow_reader_10s failed after it
         # (2 full runs of 2; it passes alone and without it; cause not found).
         import access_log  # access_log_format = json, SIGUSR1 reopen

@@ -11,19 +11,19 @@ KERNEL_TESTS := $(OUT)/tests/test_verdict $(OUT)/tests/test_priv $(OUT)/tests/te
 .PHONY: kernel-test-run
 
 # Plain CFLAGS, no sanitizers: the code under test is the BPF program, not this one.
-$(OUT)/tests/test_verdict: tests/kernel/test_verdict.c tests/kernel/relay_load.h $(OUT)/relay.skel.h \
+$(OUT)/tests/test_verdict: tests/kernel/test_verdict.c tests/kernel/relay_load.h tests/kernel/check.h $(OUT)/relay.skel.h \
 		include/relay_shared.h | $(OUT)/tests
 	$(call msg,TEST-CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(INCLUDES) $< -lbpf -lelf -lz -o $@
 
 # What the daemon may still do once it runs as `user` (user/priv.c): same build, and libcap.
-$(OUT)/tests/test_priv: tests/kernel/test_priv.c tests/kernel/relay_load.h $(OUT)/relay.skel.h \
+$(OUT)/tests/test_priv: tests/kernel/test_priv.c tests/kernel/relay_load.h tests/kernel/check.h $(OUT)/relay.skel.h \
 		include/relay_shared.h | $(OUT)/tests
 	$(call msg,TEST-CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(INCLUDES) $< -lbpf -lelf -lz -lcap -o $@
 
 # The XDP guard on packet tables through BPF_PROG_TEST_RUN: no sockets, no namespace.
-$(OUT)/tests/test_guard: tests/kernel/test_guard.c tests/kernel/pkt.h $(OUT)/guard.skel.h \
+$(OUT)/tests/test_guard: tests/kernel/test_guard.c tests/kernel/pkt.h tests/kernel/check.h $(OUT)/guard.skel.h \
 		include/guard_shared.h | $(OUT)/tests
 	$(call msg,TEST-CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(INCLUDES) $< -lbpf -lelf -lz -o $@

@@ -33,6 +33,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "check.h"
 #include "guard_shared.h"
 #include "guard.skel.h"
 #include "pkt.h"
@@ -108,22 +109,6 @@ static int prog, stats_fd, deny_fd, config_fd, syn_fd, ports_fd;
 static int ncpus, rows_run, rows_failed;
 static __u64 packets_run; /* frames through the program: rows and check_concurrent() */
 
-static void __attribute__((noreturn, format(printf, 2, 3)))
-fail(int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "test_guard: FAIL (line %d): ", line);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-#define FAIL(...) fail(__LINE__, __VA_ARGS__)
-#define CHECK(cond, ...) do { if (!(cond)) FAIL(__VA_ARGS__); } while (0)
-#define SYSCHECK(call) CHECK((call) >= 0, "%s: %s", #call, strerror(errno))
 
 static __u64 now_ns(void)
 {

@@ -39,6 +39,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "check.h"
 #include "relay_shared.h"
 #include "relay_load.h"
 
@@ -81,22 +82,6 @@ struct stream {
 	unsigned char hold[HOLD_BACKLOG];
 };
 
-static void __attribute__((noreturn, format(printf, 2, 3)))
-fail(int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "test_verdict: FAIL (line %d): ", line);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-#define FAIL(...) fail(__LINE__, __VA_ARGS__)
-#define CHECK(cond, ...) do { if (!(cond)) FAIL(__VA_ARGS__); } while (0)
-#define SYSCHECK(call) CHECK((call) >= 0, "%s: %s", #call, strerror(errno))
 
 static long long now_ms(void)
 {

@@ -625,6 +625,10 @@ static const struct {
 	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\nfall = 101\n", 7, "fall = '101'" },
 	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\nsend_proxy = v3\n", 7,
 	  "send_proxy 'v3' is not one of no, v1, v2" },
+	{ "[gateway]\nworkers = 65\n", 2, "workers = '65' is not a whole decimal number in 0..64" },
+	{ "[gateway]\ndeny = 10.0.0.0/33\n", 2, "deny: '10.0.0.0/33' is not an address or CIDR" },
+	{ "[gateway]\nxdp_interfaces = averyveryverylongname0\n", 2,
+	  "xdp_interfaces: 'averyveryverylongname0' is not an interface name" },
 	{ "[gateway]\nlisten = 127.0.0.1:3128 proxy\n", 2,
 	  "listen option 'proxy' is not known (the only one is accept_proxy)" },
 	{ MINIMAL "[pool p]\nserver = 127.0.0.1:1\nserver = 127.0.0.1:1 weight=2\n", 7,
@@ -717,6 +721,31 @@ static void test_pool_options(void **state)
 	assert_int_equal(fx->cfg.rules[0].pool, -1);
 	assert_int_equal(fx->cfg.rules[1].action, ACT_TUNNEL);
 	assert_int_equal(fx->cfg.rules[1].pool, 1);
+}
+
+/* workers and the XDP guard's keys. */
+static void test_worker_and_guard_keys(void **state)
+{
+	struct fx *fx = *state;
+
+	load_ok(fx, "[gateway]\nlisten = 127.0.0.1:3128\nworkers = 3\n"
+		"xdp_interfaces = eth0, veth-a\tbond0.12\ndeny = 10.0.0.0/8, 2001:db8::/32\n"
+		"syn_rate = 100\nsyn_burst = 7\n[pool direct]\ndirect = yes\n");
+	assert_int_equal(fx->cfg.workers, 3);
+	assert_int_equal(config_workers(&fx->cfg), 3);
+	assert_int_equal(fx->cfg.nxdp_interfaces, 3);
+	assert_string_equal(fx->cfg.xdp_interfaces[0], "eth0");
+	assert_string_equal(fx->cfg.xdp_interfaces[1], "veth-a");
+	assert_string_equal(fx->cfg.xdp_interfaces[2], "bond0.12");
+	assert_int_equal(fx->cfg.ndeny, 2);
+	assert_int_equal(fx->cfg.deny[0].len, 96 + 8);
+	assert_int_equal(fx->cfg.deny[1].len, 32);
+	assert_int_equal(fx->cfg.syn_rate, 100);
+	assert_int_equal(fx->cfg.syn_burst, 7);
+	config_free(&fx->cfg);
+	load_ok(fx, MINIMAL);
+	assert_int_equal(fx->cfg.nxdp_interfaces, 0);
+	assert_true(config_workers(&fx->cfg) >= 1); /* the CPUs we may run on */
 }
 
 static void test_errors(void **state)
@@ -853,6 +882,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_other_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syntax_variants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pool_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_worker_and_guard_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),

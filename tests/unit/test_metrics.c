@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "guard.h"
 #include "metrics.h"
 
 /* What tunnel.c would read from the relay for an open tunnel. */
@@ -24,6 +25,16 @@ void __wrap_tunnel_counters(const struct tunnel *t, struct tunnel_counts *n)
 {
 	(void)t;
 	*n = open_counts;
+}
+
+/* What the guard's per-CPU counters would add up to. */
+static struct guard_stats guard_counts;
+
+void __wrap_guard_counters(struct guard *g, struct guard_stats *out);
+void __wrap_guard_counters(struct guard *g, struct guard_stats *out)
+{
+	(void)g;
+	*out = guard_counts;
 }
 
 /* @m's text as a NUL-terminated string (owned by @m). */
@@ -204,6 +215,31 @@ static void test_exposition(void **state)
 	/* Nothing counted, nothing written: only the pairs seen get a sample. */
 	assert_null(strstr(s, "method=\"POST\""));
 	assert_null(strstr(s, "kind=\"timeout\""));
+	assert_null(strstr(s, "tunnelgate_guard_packets_total")); /* no guard: no family */
+	obuf_free(&m.out);
+}
+
+/* With the XDP guard on, its verdicts as one counter family. */
+static void test_guard_family(void **state)
+{
+	struct conn c = { 0 };
+	struct tunnel t = { 0 };
+	struct gateway *gw = made_up_gateway(&c, &t);
+	struct mtext m = { 0 };
+	const char *s;
+
+	(void)state;
+	gw->guard = (struct guard *)&guard_counts; /* never read: the counters are wrapped */
+	guard_counts = (struct guard_stats){ .passed = 11, .denied = 22, .rate_limited = 33,
+					     .not_judged = 44 };
+	metrics_write(gw, &m);
+	s = text(&m);
+	assert_non_null(strstr(s, "# TYPE tunnelgate_guard_packets_total counter\n"));
+	assert_non_null(strstr(s, "\ntunnelgate_guard_packets_total{verdict=\"passed\"} 11\n"));
+	assert_non_null(strstr(s, "\ntunnelgate_guard_packets_total{verdict=\"denied\"} 22\n"));
+	assert_non_null(strstr(s, "\ntunnelgate_guard_packets_total{verdict=\"rate_limited\"} 33\n"));
+	assert_null(strstr(s, "verdict=\"not_judged\""));
+	gw->guard = NULL;
 	obuf_free(&m.out);
 }
 
@@ -211,6 +247,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_seconds),
+		cmocka_unit_test(test_guard_family),
 		cmocka_unit_test(test_observe_edges),
 		cmocka_unit_test(test_hist_text),
 		cmocka_unit_test(test_samples),
