@@ -20,6 +20,7 @@
 #include "log.h"
 #include "pool.h"
 #include "resolver.h"
+#include "rules.h"
 #include "stats.h"
 #include "reuse.h"
 
@@ -183,6 +184,25 @@ void conn_reset(struct conn *c, const char *why)
 	setsockopt(c->ch.fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
 	setsockopt(c->uh.fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
 	conn_close(c, why);
+}
+
+unsigned conn_close_denied(struct gateway *gw, const struct cidr *deny, unsigned n)
+{
+	struct conn *c, *next;
+	unsigned closed = 0;
+
+	for (c = gw->conns; c; c = next) {
+		next = c->next;
+		for (unsigned i = 0; i < n; i++) {
+			if (!cidr_contains(&deny[i], &c->peer))
+				continue;
+			conn_set_end(c, END_ERROR, "denied");
+			conn_reset(c, "its source is denied (deny)");
+			closed++;
+			break;
+		}
+	}
+	return closed;
 }
 
 void conn_bury(struct gateway *gw)

@@ -23,6 +23,12 @@ struct conn *conn_new(struct gateway *gw, int fd, const struct sockaddr_any *a);
 void conn_close(struct conn *c, const char *why);
 /* Close with an RST on both sides: the stream is incomplete and must not look ended. */
 void conn_reset(struct conn *c, const char *why);
+/*
+ * Reset every connection of @gw whose socket peer is in one of @deny[0..@n): sources
+ * the XDP guard now drops. Returns how many were closed.
+ */
+unsigned conn_close_denied(struct gateway *gw, const struct cidr *deny, unsigned n);
+
 /* Free the connections closed since the last call. */
 void conn_bury(struct gateway *gw);
 

@@ -363,16 +363,8 @@ static void cmd_kill(struct gateway *gw, struct ctl_client *cc, const char *arg)
 static int close_denied(struct gateway *gw, void *arg)
 {
 	struct deny_close *d = arg;
-	struct conn *c, *next;
 
-	for (c = gw->conns; c; c = next) {
-		next = c->next;
-		if (!cidr_contains(&d->cidr, &c->peer))
-			continue;
-		conn_set_end(c, END_ERROR, "denied");
-		conn_reset(c, "its source was denied by tunnelctl");
-		__atomic_add_fetch(&d->closed, 1, __ATOMIC_RELAXED);
-	}
+	d->closed += conn_close_denied(gw, &d->cidr, 1); /* one worker at a time */
 	return 0;
 }
 

@@ -181,6 +181,18 @@ static int worker_reload(struct gateway *gw, void *arg)
 	return 0;
 }
 
+/* On every worker's thread: connections from sources the new config's deny drops. */
+static int close_denied(struct gateway *gw, void *arg)
+{
+	const struct config *cfg = arg;
+	unsigned n = conn_close_denied(gw, cfg->deny, cfg->ndeny);
+
+	if (n)
+		pr_info("reload: closed %u connections of sources in deny (worker %u)", n,
+			gw->worker_id);
+	return 0;
+}
+
 /* A new config that can run replaces the current one; the old one stays with its connections. */
 static void reload(struct gateway *gw)
 {
@@ -222,6 +234,8 @@ static void reload(struct gateway *gw)
 	if (gw->guard)
 		guard_reload(gw->guard, cfg);
 	workers_each(gw, worker_reload, gw);
+	if (gw->guard && cfg->ndeny)
+		workers_each(gw, close_denied, cfg);
 	if (log != gw->access_log)
 		use_access_log(gw, log);
 	pr_info("reloaded %s: %u listeners, %u pools, %u rules", gw->cfg_path, cfg->nlisten,

@@ -372,7 +372,23 @@ def t_deny_ctl(env, net, d):
     if SRC_A + "/32" in deny_list(d):
         raise AssertionError("deny list after deny del: %r" % deny_list(d))
     expect_ok(net.tunnel(SRC_A, d.port, eport), SRC_A + " (after deny del)")
-    return "tunnel from %s closed %.0f ms after deny add; %s's kept" % (
+
+    # A reload whose deny takes in a source closes that source's open tunnels too.
+    held = net.start("tunnel", SRC_B, ROOT_IP, d.port, eport, 3, 10)
+    try:
+        e = next_event(held, 8)
+        if e.get("stage") != "ok" or not e.get("echo"):
+            raise AssertionError("held tunnel from %s did not open: %r" % (SRC_B, e))
+        reload(d, SRC_B + "/32")
+        e = next_event(held, 5)
+        if e.get("stage") != "closed" or e.get("how") not in ("eof", "reset"):
+            raise AssertionError("%s's open tunnel after a reload denying it: %r" % (SRC_B, e))
+    finally:
+        if held.poll() is None:
+            held.kill()
+        held.wait()
+    reload(d, other)  # SRC_B back in for the next test
+    return "tunnel from %s closed %.0f ms after deny add; %s's kept, then closed by a reload" % (
         SRC_A, closed_after * 1000, SRC_B)
 
 
