@@ -147,6 +147,8 @@ static struct gateway *made_up_gateway(struct conn *c, struct tunnel *t)
 	struct gateway *gw = &g;
 	struct relay_stats *r = &gw->tunnels.stats;
 
+	memset(gw, 0, sizeof(*gw)); /* each test starts from the same counts */
+
 	gw->stats.accepted = 9;
 	gw->nconns = 1;
 	gw->stats.answers[RM_CONNECT][200 - ANSWER_CODE_MIN] = 3;
