@@ -31,8 +31,8 @@ FUZZ_OPTS    := -max_len=16384 -timeout=10 -rss_limit_mb=2048 -print_final_stats
 # What each target compiles in besides itself. addr.c's host names go through the
 # getaddrinfo wrap in fuzz_config.c: no DNS while fuzzing.
 FUZZ_SRCS_http   := user/http.c user/http_msg.c user/log.c
-FUZZ_SRCS_rules  := user/rules.c user/config.c user/config_keys.c user/addr.c user/pool.c user/log.c
-FUZZ_SRCS_config := user/config.c user/config_keys.c user/addr.c user/pool.c user/rules.c user/log.c
+FUZZ_SRCS_rules  := user/rules.c user/config.c user/config_keys.c user/addr.c user/pool.c user/ev.c user/log.c
+FUZZ_SRCS_config := user/config.c user/config_keys.c user/addr.c user/pool.c user/ev.c user/rules.c user/log.c
 FUZZ_SRCS_proxy  := user/proxy_proto.c
 FUZZ_LINK_http   := $(FUZZ_LLHTTP)
 FUZZ_LINK_rules  :=
