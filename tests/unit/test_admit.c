@@ -10,27 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "addr_fx.h"
 #include "admit.h"
-
-static struct sockaddr_any v4(const char *ip, unsigned port)
-{
-	struct sockaddr_any a = { .len = sizeof(a.in) };
-
-	a.in.sin_family = AF_INET;
-	a.in.sin_port = htons(port);
-	inet_pton(AF_INET, ip, &a.in.sin_addr);
-	return a;
-}
-
-static struct sockaddr_any v6(const char *ip, unsigned port)
-{
-	struct sockaddr_any a = { .len = sizeof(a.in6) };
-
-	a.in6.sin6_family = AF_INET6;
-	a.in6.sin6_port = htons(port);
-	inet_pton(AF_INET6, ip, &a.in6.sin6_addr);
-	return a;
-}
 
 static void test_counts(void **state)
 {

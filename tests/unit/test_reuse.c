@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "addr_fx.h"
 #include "gateway-t.h"
 #include "reuse.h"
 
@@ -45,26 +46,6 @@ static int teardown(void **state)
 	ev_close();
 	free(f);
 	return 0;
-}
-
-static struct sockaddr_any v4(const char *ip, unsigned port)
-{
-	struct sockaddr_any a = { .len = sizeof(a.in) };
-
-	a.in.sin_family = AF_INET;
-	a.in.sin_port = htons(port);
-	inet_pton(AF_INET, ip, &a.in.sin_addr);
-	return a;
-}
-
-static struct sockaddr_any v6(const char *ip, unsigned port)
-{
-	struct sockaddr_any a = { .len = sizeof(a.in6) };
-
-	a.in6.sin6_family = AF_INET6;
-	a.in6.sin6_port = htons(port);
-	inet_pton(AF_INET6, ip, &a.in6.sin6_addr);
-	return a;
 }
 
 /* A connected pair: [0] is parked, [1] plays the upstream. */
