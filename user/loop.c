@@ -617,6 +617,16 @@ static int dispatch(struct gateway *gw, struct handle *h, uint32_t events)
 	return 0;
 }
 
+/*
+ * Connections a draining loop still waits for: a worker's own; the owner's, every
+ * worker's, so that it keeps handling signals (a second SIGTERM, SIGUSR1) until the
+ * last worker is done.
+ */
+static unsigned drain_left(const struct gateway *gw)
+{
+	return gw->worker_id ? gw->nconns : __atomic_load_n(gw->conns_total, __ATOMIC_RELAXED);
+}
+
 /* Returns 0 on a clean stop, 1 on a failure. */
 static int run(struct gateway *gw)
 {
@@ -626,7 +636,7 @@ static int run(struct gateway *gw)
 	for (;;) {
 		int timeout = next_timeout(gw), n;
 
-		if (gw->exit_now || (gw->stopping && !gw->conns))
+		if (gw->exit_now || (gw->stopping && !drain_left(gw)))
 			return 0;
 		if (gw->stopping && now_ms() >= gw->stop_deadline_ms) {
 			pr_info("drain_timeout_ms reached: closing %u connections", gw->nconns);
