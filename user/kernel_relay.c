@@ -112,8 +112,12 @@ int kernel_relay_start(struct tunnel *t, const struct sockaddr_any *client, uint
 		return -errno;
 	err = relay_add(t->set->relay, &v, dir_src(t, TG_DIR_UP), dir_src(t, TG_DIR_DOWN),
 			t->cookie);
-	if (err)
+	if (err) {
+		/* What the kernel relayed before the refusal counts as handed off. */
+		t->handoff[TG_DIR_UP] = v.bytes_up;
+		t->handoff[TG_DIR_DOWN] = v.bytes_down;
 		return err;
+	}
 	ev_set(t->h[TG_DIR_UP], EPOLLIN | EPOLLRDHUP);
 	ev_set(t->h[TG_DIR_DOWN], EPOLLIN | EPOLLRDHUP);
 	return 0;

@@ -249,7 +249,7 @@ static void set_bufs(struct relay *r, int fd)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &r->rcvbuf, sizeof(int));
 }
 
-int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd, uint64_t cookies[2])
+int relay_add(struct relay *r, struct tg_tunnel *t, int cfd, int ufd, uint64_t cookies[2])
 {
 	LIBBPF_OPTS(bpf_map_batch_opts, batch); /* BPF_ANY: batches take no BPF_NOEXIST;
 						  * cookies are never reused */
@@ -294,6 +294,8 @@ int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd, uint
 
 fail:
 	err = -errno;
+	/* Once a socket is in `ingress` the verdict may move its bytes before the other fails. */
+	relay_read(r, t->id, t);
 	relay_remove(r, t->id, cookies, false);
 	return err;
 }

@@ -62,9 +62,10 @@ void relay_leave_pins(struct relay *r);
  * kernel: @t is the initial map value (addresses, start time, bytes the daemon already
  * forwarded). Bytes already in either receive queue are relayed at once. Stores the
  * sockets' cookies (the maps' keys) in @cookies. Returns 0, or -errno with nothing
- * left in the maps (the caller can relay in userspace instead).
+ * left in the maps (the caller can relay in userspace instead); @t then holds the byte
+ * counts as the kernel left them, for bytes one side relayed before the other failed.
  */
-int relay_add(struct relay *r, const struct tg_tunnel *t, int cfd, int ufd, uint64_t cookies[2]);
+int relay_add(struct relay *r, struct tg_tunnel *t, int cfd, int ufd, uint64_t cookies[2]);
 
 /*
  * Take tunnel @id and its sockets (by the @cookies relay_add() returned) out of the

@@ -162,6 +162,7 @@ static struct {
 	int later_at[2];         /* from this call on, end[d].held is later_held[d] */
 	uint64_t later_held[2];
 	int add_err, adds, add_fds[2];
+	uint64_t add_moved[2];   /* on add_err: bytes the kernel moved before the failure */
 	struct tg_tunnel added;
 	int resume_err, resumes, resume_fd;
 	uint64_t resume_cookie;
@@ -240,7 +241,7 @@ int __wrap_relay_resume(struct relay *r, uint64_t c, int fd)
 	return bpf.resume_err;
 }
 
-int __wrap_relay_add(struct relay *r, const struct tg_tunnel *v, int cfd, int ufd,
+int __wrap_relay_add(struct relay *r, struct tg_tunnel *v, int cfd, int ufd,
 		     uint64_t cookies[2])
 {
 	assert_ptr_equal(r, RELAY);
@@ -248,8 +249,11 @@ int __wrap_relay_add(struct relay *r, const struct tg_tunnel *v, int cfd, int uf
 	bpf.added = *v;
 	bpf.add_fds[0] = cfd;
 	bpf.add_fds[1] = ufd;
-	if (bpf.add_err)
+	if (bpf.add_err) {
+		v->bytes_up += bpf.add_moved[UP];
+		v->bytes_down += bpf.add_moved[DOWN];
 		return bpf.add_err;
+	}
 	cookies[0] = cookie[UP];
 	cookies[1] = cookie[DOWN];
 	return 0;
@@ -452,6 +456,7 @@ static void test_start_hands_both_sockets_over(void **state)
 static void test_start_refused_leaves_sockets_alone(void **state)
 {
 	struct sockaddr_any client = { .in.sin_family = AF_INET };
+	uint64_t down;
 
 	(void)state;
 	bpf.add_err = -EEXIST;
@@ -459,11 +464,20 @@ static void test_start_refused_leaves_sockets_alone(void **state)
 	assert_false(fx.h[UP].in_epoll);
 	assert_false(fx.h[DOWN].in_epoll);
 
+	/* The client's side was in the relay a moment before the upstream's failed. */
+	fx.t.handoff[UP] = 10;
+	down = fx.t.handoff[DOWN];
+	bpf.add_moved[UP] = 700;
+	assert_int_equal(kernel_relay_start(&fx.t, &client, 0, 0), -EEXIST);
+	assert_int_equal(fx.t.handoff[UP], 710);
+	assert_int_equal(fx.t.handoff[DOWN], down);
+	bpf.add_moved[UP] = 0;
+
 	/* No TCP counters of a destination: no relay_add() at all. */
 	bpf.add_err = 0;
 	fake(dst(DOWN))->info_err = ENOTCONN;
 	assert_int_equal(kernel_relay_start(&fx.t, &client, 0, 0), -ENOTCONN);
-	assert_int_equal(bpf.adds, 1);
+	assert_int_equal(bpf.adds, 2);
 }
 
 /* ---- the FIN hand-over ---- */
