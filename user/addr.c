@@ -102,6 +102,11 @@ bool sockaddr_ip16(const struct sockaddr_any *a, uint8_t out[16])
 	return false;
 }
 
+unsigned sockaddr_port(const struct sockaddr_any *a)
+{
+	return ntohs(a->sa.sa_family == AF_INET6 ? a->in6.sin6_port : a->in.sin_port);
+}
+
 char *sockaddr_fmt(const struct sockaddr_any *a, char *buf, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN];

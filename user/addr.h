@@ -31,6 +31,9 @@ int parse_hostport(const char *s, struct sockaddr_any *out);
 /* Format @a as "ip:port" or "[ip6]:port" into @buf; returns @buf. */
 char *sockaddr_fmt(const struct sockaddr_any *a, char *buf, size_t len);
 
+/* @a's port, host order. */
+unsigned sockaddr_port(const struct sockaddr_any *a);
+
 /*
  * @a's IP as 16 bytes into @out, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d) so that both
  * spellings of a host compare equal. Returns false, with @out zeroed, for other families.

@@ -264,7 +264,7 @@ static void default_via_name(struct config *cfg)
 		strcpy(host, "tunnelgate");
 	host[sizeof(host) - 1] = '\0';
 	snprintf(cfg->via_name, sizeof(cfg->via_name), "%s:%u", host,
-		 ntohs(a->sa.sa_family == AF_INET6 ? a->in6.sin6_port : a->in.sin_port));
+		 sockaddr_port(a));
 }
 
 /* Point every server at its runtime state (pool.c), shared with other loaded configs. */

@@ -160,12 +160,9 @@ static void sync_deny(struct guard *g, const struct config *cfg)
 
 static bool listens_on(const struct config *cfg, uint16_t port)
 {
-	for (unsigned i = 0; i < cfg->nlisten; i++) {
-		const struct sockaddr_any *a = &cfg->listen[i];
-
-		if (ntohs(a->sa.sa_family == AF_INET6 ? a->in6.sin6_port : a->in.sin_port) == port)
+	for (unsigned i = 0; i < cfg->nlisten; i++)
+		if (sockaddr_port(&cfg->listen[i]) == port)
 			return true;
-	}
 	return false;
 }
 
@@ -185,9 +182,7 @@ static void sync_ports(struct guard *g, const struct config *cfg)
 		if (!listens_on(cfg, keys[i]))
 			bpf_map_delete_elem(fd, &keys[i]);
 	for (unsigned i = 0; i < cfg->nlisten; i++) {
-		const struct sockaddr_any *a = &cfg->listen[i];
-
-		k = ntohs(a->sa.sa_family == AF_INET6 ? a->in6.sin6_port : a->in.sin_port);
+		k = sockaddr_port(&cfg->listen[i]);
 		bpf_map_update_elem(fd, &k, &one, BPF_ANY);
 	}
 }

@@ -152,23 +152,6 @@ static void sync_cfg(struct health *hc, struct config *cfg)
 	hc->next_ms = 0;
 }
 
-/* What a failed connect, send or receive says about the server. */
-static const char *failure_name(int err)
-{
-	switch (err) {
-	case ECONNREFUSED:
-		return "refused";
-	case ETIMEDOUT:
-		return "timeout";
-	case ECONNRESET:
-	case ECONNABORTED:
-	case EPIPE:
-		return "reset";
-	default:
-		return "unreachable";
-	}
-}
-
 /*
  * The probe in flight ended: tell the pool, close. @what is the failure, or for an ok
  * a note put before the time it took ("" gives "ok 0.4ms", "407 " "ok 407 0.4ms").
@@ -201,7 +184,7 @@ static void read_status(struct health *hc, struct probe *pr)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
-		probe_done(hc, pr, false, n ? failure_name(errno) : "reset");
+		probe_done(hc, pr, false, n ? pool_failure_name(errno) : "reset");
 		return;
 	}
 	pr->rlen += n;
@@ -233,7 +216,7 @@ static void send_request(struct health *hc, struct probe *pr)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n < 0) {
-		probe_done(hc, pr, false, failure_name(errno));
+		probe_done(hc, pr, false, pool_failure_name(errno));
 		return;
 	}
 	pr->sent += n;
@@ -253,7 +236,7 @@ static void connect_done(struct health *hc, struct probe *pr)
 	if (getsockopt(pr->h.fd, SOL_SOCKET, SO_ERROR, &err, &len))
 		err = errno;
 	if (err) {
-		probe_done(hc, pr, false, failure_name(err));
+		probe_done(hc, pr, false, pool_failure_name(err));
 		return;
 	}
 	/* A reload may have made it check = connect while this one dialled. */
@@ -299,7 +282,7 @@ static void probe_start(struct health *hc, struct probe *pr, uint64_t now)
 		return;
 	}
 	if (errno != EINPROGRESS) {
-		probe_done(hc, pr, false, failure_name(errno));
+		probe_done(hc, pr, false, pool_failure_name(errno));
 		return;
 	}
 	if (ev_set(&pr->h, EPOLLOUT))

@@ -179,11 +179,6 @@ static bool local_ip(const uint8_t ip[16])
 	return found;
 }
 
-static unsigned port_of(const struct sockaddr_any *a)
-{
-	return ntohs(a->sa.sa_family == AF_INET6 ? a->in6.sin6_port : a->in.sin_port);
-}
-
 bool listener_is_self(const struct gateway *gw, const struct sockaddr_any *to)
 {
 	static const uint8_t any6[16];
@@ -195,7 +190,7 @@ bool listener_is_self(const struct gateway *gw, const struct sockaddr_any *to)
 		bool l_v4 = l->addr.sa.sa_family == AF_INET, to_v4 = ip[10] == 0xff &&
 			    ip[11] == 0xff && !memcmp(ip, any6, 10);
 
-		if (port_of(&l->addr) != port_of(to) || !sockaddr_ip16(&l->addr, lip))
+		if (sockaddr_port(&l->addr) != sockaddr_port(to) || !sockaddr_ip16(&l->addr, lip))
 			continue;
 		if (!memcmp(ip, lip, 16))
 			return true;

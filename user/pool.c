@@ -152,6 +152,22 @@ void pool_server_failed(const struct pool *p, struct server *s, const char *what
 			p->name, s->name, p->fall, what, p->rise);
 }
 
+const char *pool_failure_name(int err)
+{
+	switch (err) {
+	case ECONNREFUSED:
+		return "refused";
+	case ETIMEDOUT:
+		return "timeout";
+	case ECONNRESET:
+	case ECONNABORTED:
+	case EPIPE:
+		return "reset";
+	default:
+		return "unreachable";
+	}
+}
+
 void pool_server_request_failed(const struct pool *p, struct server *s, const char *what)
 {
 	ADD(s->state->failures, 1);

@@ -86,6 +86,9 @@ bool pool_server_usable(const struct server *s);
  */
 void pool_server_failed(const struct pool *p, struct server *s, const char *what);
 
+/* The name a failed connect, send or receive (positive errno @err) gives the server. */
+const char *pool_failure_name(int err);
+
 /* A client's connection through @s failed (@what as above): counted, and as above. */
 void pool_server_request_failed(const struct pool *p, struct server *s, const char *what);
 

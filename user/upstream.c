@@ -20,21 +20,6 @@
 
 static void dial(struct conn *c);
 
-/* What a failed connect or send says about the server, for its health. */
-static const char *failure_name(int err)
-{
-	switch (upstream_err_of(err)) {
-	case UE_REFUSED:
-		return "refused";
-	case UE_TIMEOUT:
-		return "timeout";
-	case UE_RESET:
-		return "reset";
-	default:
-		return "unreachable";
-	}
-}
-
 void upstream_failed(struct conn *c, int err)
 {
 	const char *name = c->uname;
@@ -46,7 +31,7 @@ void upstream_failed(struct conn *c, int err)
 	}
 	conn_upstream_error(c, upstream_err_of(err));
 	if (c->server)
-		pool_server_request_failed(c->pool, c->server, failure_name(err));
+		pool_server_request_failed(c->pool, c->server, pool_failure_name(-err));
 	/*
 	 * A refused or unreachable proxy: try another server of the pool, once. What was
 	 * queued for the failed one goes; the next one gets the request again from cbuf,
